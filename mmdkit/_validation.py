@@ -1,0 +1,129 @@
+"""Input checks at the public boundary (the only place they happen).
+
+Every message names the argument in backticks, says what was expected and
+what came, and nothing is reshaped silently except (n,) -> (n, 1).
+"""
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mmdkit.kernels.specs import KERNELS, KernelSpec, Mixture
+
+__all__ = ["as_samples", "as_pair", "resolve_kernel", "check_int", "output"]
+
+
+def as_samples(X, name: str, min_n: int = 1) -> tuple[Tensor, bool]:
+    """(tensor of shape (n, d) in a float dtype, was_numpy). Checks shape, dtype, values."""
+    was_numpy = not isinstance(X, Tensor)
+    if was_numpy:
+        try:
+            arr = np.asarray(X)
+        except Exception as e:  # ragged nested lists and the like
+            raise TypeError(f"`{name}` must be a torch tensor or an array-like of numbers: {e}") from None
+        if arr.dtype == object or arr.dtype.kind in "USVMm":
+            raise TypeError(f"`{name}` must hold numbers, got an array of dtype {arr.dtype}")
+        if arr.dtype.kind == "c":
+            raise TypeError(f"`{name}` must be real, got complex dtype {arr.dtype}")
+        if arr.dtype.kind in "biu":
+            arr = arr.astype(np.float64)
+        X = torch.from_numpy(np.ascontiguousarray(arr))
+    if X.is_complex():
+        raise TypeError(f"`{name}` must be real, got complex dtype {X.dtype}")
+    if not X.is_floating_point():
+        X = X.to(torch.get_default_dtype())
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise ValueError(f"`{name}` must have shape (n, d) or (n,), got shape {tuple(X.shape)}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"`{name}` is empty: shape {tuple(X.shape)}")
+    if X.shape[0] < min_n:
+        raise ValueError(f"`{name}` needs at least {min_n} points for this estimator, got {X.shape[0]}")
+    if not bool(torch.isfinite(X).all()):
+        bad = int((~torch.isfinite(X)).sum())
+        raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s)")
+    return X, was_numpy
+
+
+def as_pair(X, Y, min_n: int = 1, names=("X", "Y")) -> tuple[Tensor, Tensor, bool]:
+    """Validate two samples together: same d, same device, a common dtype.
+
+    Returns (X, Y, numpy_out): numpy_out is True when neither input was a tensor.
+    """
+    X, xn = as_samples(X, names[0], min_n)
+    Y, yn = as_samples(Y, names[1], min_n)
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(f"`{names[0]}` and `{names[1]}` must have the same number of columns (d), "
+                         f"got {X.shape[1]} and {Y.shape[1]}")
+    if X.device != Y.device:
+        if xn or yn:  # a numpy input follows the tensor's device
+            X, Y = (X.to(Y.device), Y) if xn else (X, Y.to(X.device))
+        else:
+            raise ValueError(f"`{names[0]}` is on {X.device} but `{names[1]}` is on {Y.device}")
+    dt = torch.promote_types(X.dtype, Y.dtype)
+    return X.to(dt), Y.to(dt), xn and yn
+
+
+def check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def _check_bandwidth(h, name="bandwidth") -> float:
+    if isinstance(h, bool) or not isinstance(h, Real):
+        raise TypeError(f"`{name}` must be a positive float, 'median' or a list of floats, got {h!r}")
+    if not (math.isfinite(h) and h > 0):
+        raise ValueError(f"`{name}` must be positive and finite, got {h}")
+    return float(h)
+
+
+def resolve_kernel(kernel, bandwidth, X: Tensor, Y: Tensor | None = None) -> KernelSpec:
+    """A ready spec from ``kernel=`` (name or spec) and ``bandwidth=`` (float, 'median', list, None).
+
+    A list gives a Mixture over those bandwidths; 'median' (the default when
+    the kernel needs one) is the median heuristic on the pooled sample; a
+    float multiplies nothing: it is the bandwidth.
+    """
+    if isinstance(kernel, str):
+        cls = KERNELS.get(kernel.lower())
+        if cls is None:
+            raise ValueError(f"`kernel` must be one of {sorted(KERNELS)} or a KernelSpec, got {kernel!r}")
+        spec = cls()
+    elif isinstance(kernel, KernelSpec):
+        spec = kernel
+    elif isinstance(kernel, type) and issubclass(kernel, KernelSpec):
+        spec = kernel()
+    else:
+        raise TypeError(f"`kernel` must be a name or a KernelSpec, got {type(kernel).__name__}")
+    if isinstance(bandwidth, (list, tuple)):
+        if not bandwidth:
+            raise ValueError("`bandwidth` list is empty")
+        hs = [_check_bandwidth(h, f"bandwidth[{i}]") for i, h in enumerate(bandwidth)]
+        if isinstance(spec, Mixture) or not spec.has_bandwidth:
+            raise ValueError(f"`bandwidth` as a list needs a kernel with a bandwidth, got {spec.name}")
+        return Mixture.of(spec, hs).resolve(X.shape[1])
+    if bandwidth is None:
+        bandwidth = "median" if spec.needs_bandwidth else None
+    if bandwidth is not None and not spec.has_bandwidth:
+        raise ValueError(f"`bandwidth` does not apply to the {spec.name} kernel, got {bandwidth!r}")
+    if isinstance(bandwidth, str):
+        if bandwidth != "median":
+            raise ValueError(f"`bandwidth` must be a positive float, 'median' or a list, got {bandwidth!r}")
+        from mmdkit.estimators import median_bandwidth
+        bandwidth = median_bandwidth(X, Y)
+    if bandwidth is not None:  # a Mixture scales its set bandwidths by it (see Mixture.with_bandwidth)
+        spec = spec.with_bandwidth(_check_bandwidth(bandwidth))
+    return spec.resolve(X.shape[1])
+
+
+def output(value: Tensor, numpy_out: bool, dtype: torch.dtype):
+    """The result in the caller's type: a float for numpy input, else a tensor of ``dtype``."""
+    return float(value) if numpy_out else value.to(dtype)

@@ -17,7 +17,7 @@ from mmdkit.kernels.specs import (
     IMQ, Energy, Gaussian, KernelSpec, Laplace, Mixture, Polynomial, RationalQuadratic,
 )
 
-__all__ = ["formula", "pairwise_t", "kernel_matrix", "mmd2_reference", "energy_distance_reference"]
+__all__ = ["make_pair", "formula", "pairwise_t", "kernel_matrix", "mmd2_reference", "energy_distance_reference"]
 
 
 def pairwise_t(X: Tensor, Y: Tensor, kind: str = "distance") -> Tensor:
@@ -79,3 +79,17 @@ def energy_distance_reference(X: Tensor, Y: Tensor, upcast: bool = True) -> Tens
         X, Y = X.double(), Y.double()
     d = lambda A, B: pairwise_t(A, B).sqrt().mean()
     return 2 * d(X, Y) - d(X, X) - d(Y, Y)
+
+
+def make_pair(n: int, m: int, d: int, shift: float = 0.0, dtype=torch.float32, seed: int = 0,
+              centre: float = 0.0) -> tuple[Tensor, Tensor]:
+    """The test and benchmark factory: X ~ N(centre, I), Y ~ N(centre + shift e_1, I).
+
+    Drawn in float64 from an explicit generator, then cast, so every dtype
+    sees the same points.
+    """
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64) + centre
+    Y = torch.randn(m, d, generator=g, dtype=torch.float64) + centre
+    Y[:, 0] += shift
+    return X.to(dtype), Y.to(dtype)

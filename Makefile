@@ -1,0 +1,46 @@
+# `make demo` and `make test` each work on a fresh clone: they create .venv if
+# missing, install torch==2.13.0 first (the CPU build; a looser spec pulls a
+# multi-GB CUDA build), then mmdkit itself (non-editable, with its extras), then run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEPS   := $(VENV)/.deps-installed
+
+.PHONY: demo test test-full bench report install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check ".[plot,test,triton]"
+	touch $(DEPS)
+
+# The package itself, rebuilt from the working tree every time (tests exercise what ships).
+install: $(DEPS)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --force-reinstall .
+
+demo: install
+	$(BIN)/python -m mmdkit.demo --out runs/demo
+
+# Default suite (< 10 min on 2 cores): unit, statistical and interpreter-mode
+# Triton tests, the AOT compile report (fails on register spills), and every
+# benchmark once with timing disabled so they never rot.
+test: install
+	$(BIN)/pytest
+	$(BIN)/pytest bench/ --benchmark-disable -q
+	$(BIN)/python -m mmdkit.kernels.report --quiet
+
+# Everything, including slow statistical tests (type-I error, GAN training).
+test-full: install
+	$(BIN)/pytest -m "slow or not slow"
+	$(BIN)/pytest bench/ --benchmark-disable -q
+	$(BIN)/python -m mmdkit.kernels.report
+
+# Timed benchmarks over the issues' full grids (see bench/RESULTS.md).
+bench: install
+	MMDKIT_BENCH=full $(BIN)/pytest bench/ --benchmark-json=runs/bench.json
+	$(BIN)/python bench/make_results.py runs/bench.json
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info runs .benchmarks

@@ -1,0 +1,21 @@
+"""Shared benchmark helpers (grid selection, extra_info). ``MMDKIT_BENCH=full``
+runs the issues' full grids; the default is a smoke grid that CI runs with
+``--benchmark-disable`` so the benchmarks never rot."""
+import os
+
+FULL = os.environ.get("MMDKIT_BENCH") == "full"
+
+
+def sizes(full, smoke):
+    """The parameter grid for this run."""
+    return full if FULL else smoke
+
+def record(benchmark, matmul_gflops, *, n, m, d, dtype, backend, pairs, flops, **extra):
+    """Store shape, dtype, backend, pairs/s and effective GFLOP/s in extra_info."""
+    stats = benchmark.stats.stats if benchmark.stats is not None else None
+    info = dict(n=n, m=m, d=d, dtype=str(dtype).replace("torch.", ""), backend=backend, **extra)
+    if stats is not None and getattr(stats, "min", 0):
+        info["pairs_per_s"] = pairs / stats.min
+        info["gflops"] = flops / stats.min / 1e9
+        info["gflops_vs_matmul"] = info["gflops"] / matmul_gflops
+    benchmark.extra_info.update(info)

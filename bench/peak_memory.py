@@ -1,0 +1,44 @@
+"""Time and peak RSS of one statistic in a fresh process.
+
+    python bench/peak_memory.py --n 100000 --d 16 [--grad] [--stat mmd2_unbiased|energy_distance]
+
+Prints one JSON line: n, d, seconds, peak_rss_mib (ru_maxrss of this process,
+which includes the ~300 MiB that importing torch costs) and the value.
+"""
+import argparse
+import json
+import resource
+import time
+
+import torch
+
+import mmdkit
+from mmdkit.kernels.reference import make_pair
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--d", type=int, default=16)
+    ap.add_argument("--stat", default="mmd2_unbiased", choices=["mmd2_unbiased", "energy_distance"])
+    ap.add_argument("--grad", action="store_true")
+    a = ap.parse_args()
+    X, Y = make_pair(a.n, a.n, a.d, shift=0.1)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if a.grad:
+        X.requires_grad_(), Y.requires_grad_()
+    f = getattr(mmdkit, a.stat)
+    kw = {"bandwidth": 4.0} if a.stat == "mmd2_unbiased" else {}
+    t0 = time.perf_counter()
+    v = f(X, Y, **kw)
+    if a.grad:
+        v.backward()
+    dt = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(dict(stat=a.stat, n=a.n, d=a.d, grad=a.grad, seconds=round(dt, 3),
+                          peak_rss_mib=round(peak, 1), rss_before_mib=round(before, 1),
+                          value=float(v), threads=torch.get_num_threads())))
+
+
+if __name__ == "__main__":
+    main()

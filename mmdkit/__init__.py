@@ -8,10 +8,11 @@ from mmdkit.kernels.specs import (
 from mmdkit.estimators import (
     energy_distance, median_bandwidth, mmd2, mmd2_biased, mmd2_linear, mmd2_unbiased, witness,
 )
+from mmdkit.testing import BandwidthResult, TwoSampleTestResult, energy_test, mmd_test
 
 __version__ = "0.1.0"
 __all__ = [
     "mmd2", "mmd2_unbiased", "mmd2_biased", "mmd2_linear", "energy_distance", "witness",
     "median_bandwidth", "KernelSpec", "Gaussian", "Laplace", "Energy", "RationalQuadratic", "IMQ",
-    "Polynomial", "Mixture",
+    "Polynomial", "Mixture", "mmd_test", "energy_test", "TwoSampleTestResult", "BandwidthResult",
 ]

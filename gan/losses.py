@@ -1,0 +1,530 @@
+"""GAN losses as small objects: ``critic_loss(critic, real, fake)`` and ``generator_loss(...)``.
+
+A loss holds no training loop. It says what critic it needs
+(``critic_type``: "none", "scalar", "features" or "autoencoder"; ``critic_dim``),
+how many critic steps per generator step (``n_critic``), its optimiser
+settings, and the constraints it uses (``clip``: a
+:class:`~mmdkit.gan.constraints.WeightClip`, ``penalty``: a
+:class:`~mmdkit.gan.constraints.GradientPenalty` applied to
+``critic_function``); :func:`mmdkit.gan.trainer.train` applies them.
+
+Conventions: ``real`` and ``fake`` are batches of shape (n, d); ``critic`` is
+a callable (a module) returning (n,) for a scalar critic or (n, k) features.
+Both methods return a scalar to *minimise*. Every kernel statistic goes
+through mmdkit (:func:`mmdkit.mmd2_unbiased`, :func:`mmdkit.energy_distance`,
+:func:`mmdkit.witness`, mmdkit kernel specs); gradient penalties, which need a
+second derivative, evaluate the witness with the dense, twice-differentiable
+:func:`mmdkit.kernels.reference.kernel_matrix` (``upcast=False``) instead of
+the blocked engine, whose fused backward is first order.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmdkit import Energy, Gaussian, Mixture, RationalQuadratic, energy_distance, mmd2_unbiased, witness
+from mmdkit.gan.constraints import GradientPenalty, WeightClip
+from mmdkit.kernels.reference import kernel_matrix
+from mmdkit.kernels.specs import KernelSpec
+
+__all__ = [
+    "GANLoss", "GMMN", "MMDGAN", "CramerGAN", "EnergyGAN", "WGAN", "WGANGP", "LSGAN", "EBGAN",
+    "MinimaxGAN", "NSGAN", "cramer_surrogate", "pull_away", "dense_witness", "LOSSES", "get_loss",
+]
+
+
+def dense_witness(kernel: KernelSpec, fake: Tensor, real: Tensor) -> Callable[[Tensor], Tensor]:
+    """x -> mean_j k(x, fake_j) - mean_j k(x, real_j), dense and twice differentiable.
+
+    Built on :func:`mmdkit.kernels.reference.kernel_matrix` with
+    ``upcast=False`` (stays in the input dtype); O(n m) memory, meant for the
+    gradient penalties at GAN batch sizes (a few hundred points).
+    """
+    return lambda x: (kernel_matrix(x, fake, kernel, upcast=False).mean(1)
+                      - kernel_matrix(x, real, kernel, upcast=False).mean(1))
+
+
+def pull_away(S: Tensor) -> Tensor:
+    r"""EBGAN pull-away term  PT(S) = 1/(N(N-1)) sum_{i != j} (s_i . s_j / (|s_i| |s_j|))^2.
+
+    The squared cosine similarity of every ordered pair of distinct rows (the
+    diagonal, where it is 1, is left out). Zhao, Mathieu & LeCun (2017), Eq. 7.
+
+    Examples
+    --------
+    >>> import torch
+    >>> float(pull_away(torch.tensor([[1.0, 0.0], [0.0, 2.0]])))   # orthogonal rows
+    0.0
+    """
+    Sn = F.normalize(S, dim=1)
+    C = (Sn @ Sn.T) ** 2
+    n = S.shape[0]
+    return (C.sum() - C.diagonal().sum()) / (n * (n - 1))
+
+
+def cramer_surrogate(fake: Tensor, real: Tensor) -> Tensor:
+    r"""Expected critic loss of Bellemare et al.'s Algorithm 1 on samples (identity features).
+
+        E||X - X'|| + E||Y|| - E||X|| - E||X' - Y||,   X, X' ~ fake (independent), Y ~ real.
+
+    Algorithm 1 trains the critic f(x) = ||x - x'_g|| - ||x|| on
+    -(f(x_r) - f(x_g)), whose expectation is the quantity above. It is *not* the
+    energy distance 2E||X - Y|| - E||X - X'|| - E||Y - Y'||: for P = delta_0
+    (fake) and Q = delta_t (real) it is 0 while the energy distance is 2|t|, so
+    that critic can be blind to a difference (Gretton's notes on the Cramer GAN).
+    ``fake`` is split in two halves for X and X' (pairs of distinct points);
+    the expectations are all-pairs means.
+
+    References
+    ----------
+    Bellemare et al. The Cramer distance as a solution to biased Wasserstein
+    gradients. arXiv:1705.10743 (2017), Algorithm 1.
+
+    Examples
+    --------
+    >>> import torch
+    >>> float(cramer_surrogate(torch.zeros(4, 1), torch.full((4, 1), 3.0)))
+    0.0
+    """
+    h = fake.shape[0] // 2
+    X, X2 = fake[:h], fake[h:2 * h]
+    return (torch.cdist(X, X2).mean() + real.norm(dim=1).mean() - X.norm(dim=1).mean()
+            - torch.cdist(X2, real).mean())
+
+
+@dataclass
+class GANLoss:
+    """Base: settings shared by every loss (optimiser, critic steps, constraints)."""
+
+    name: ClassVar[str] = "base"
+    critic_type: ClassVar[str] = "scalar"
+    fake_batches: ClassVar[int] = 1  # fake points per real point the trainer draws
+    critic_dim: int = 1
+    n_critic: int = 1
+    optimizer: str = "adam"
+    lr_g: float = 1e-3
+    lr_c: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.9)
+    clip: WeightClip | None = None
+    penalty: GradientPenalty | None = None
+
+    def critic_loss(self, critic, real: Tensor, fake: Tensor) -> Tensor:
+        raise NotImplementedError  # every concrete loss overrides it
+
+    def generator_loss(self, critic, real: Tensor, fake: Tensor) -> Tensor:
+        raise NotImplementedError  # every concrete loss overrides it
+
+    def critic_function(self, critic, real: Tensor, fake: Tensor) -> Callable[[Tensor], Tensor]:
+        """x -> (n,) values: what the gradient penalty constrains and the contour plot shows."""
+        return critic
+
+    def after_critic_step(self, critic, real: Tensor, fake: Tensor, step: int) -> dict:
+        """Update the loss's own state (BEGAN's k, Fisher's lambda, ...); returns values to log."""
+        return {}
+
+    def settings(self) -> dict:
+        """The loss's name and settings, for metrics.json."""
+        out = {"loss": self.name}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = asdict(v) if hasattr(v, "__dataclass_fields__") else v
+        return out
+
+
+# --------------------------------------------------------------------------- MMD family
+
+def _data_bandwidths(scales, data_scale: float) -> list[float]:
+    """Absolute bandwidths from multiples of the data scale."""
+    return [s * data_scale for s in scales]
+
+
+@dataclass
+class GMMN(GANLoss):
+    r"""Generative moment matching network: minimise MMD^2_u(G(z), data) in data space.
+
+        L_G = MMD^2_u(fake, real),  k = sum_s exp(-||x - y||^2 / (2 s^2))
+
+    with a mixture of Gaussian bandwidths s (``bandwidths``, multiples of the
+    data scale that the trainer sets through ``data_scale``). No critic. Computed
+    by :func:`mmdkit.mmd2_unbiased` on the blocked engine (first-order
+    autograd is all a generator step needs).
+
+    References
+    ----------
+    Li, Swersky, Zemel. Generative moment matching networks. ICML 2015.
+    Dziugaite, Roy, Ghahramani. Training generative neural networks via
+    maximum mean discrepancy optimization. UAI 2015.
+    """
+
+    name: ClassVar[str] = "gmmn"
+    critic_type: ClassVar[str] = "none"
+    bandwidths: tuple[float, ...] = (0.0125, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+    data_scale: float = 1.0
+    lr_g: float = 1e-3
+
+    def kernel(self) -> Mixture:
+        return Mixture.of(Gaussian, _data_bandwidths(self.bandwidths, self.data_scale))
+
+    def critic_loss(self, critic, real, fake):
+        return torch.zeros(())
+
+    def generator_loss(self, critic, real, fake):
+        return mmd2_unbiased(fake, real, kernel=self.kernel())
+
+    def critic_function(self, critic, real, fake):
+        k = self.kernel()
+        return lambda x: witness(fake.detach(), real.detach(), x, kernel=k)
+
+
+def rq_mixture(alphas=(0.2, 0.5, 1.0, 2.0, 5.0), bandwidth: float = 1.0) -> Mixture:
+    """Bińkowski et al.'s rational-quadratic mixture sum_a (1 + ||x - y||^2 / (2 a))^(-a)."""
+    return Mixture(components=tuple(RationalQuadratic(bandwidth=bandwidth, alpha=a) for a in alphas))
+
+
+@dataclass
+class MMDGAN(GANLoss):
+    r"""MMD-GAN: MMD^2 between learned critic features h(real) and h(fake).
+
+    ``variant="binkowski"`` (default; Bińkowski et al. 2018):
+
+        L_C = -MMD^2_u(h(real), h(fake)) + GP,   L_G = MMD^2_u(h(fake), h(real)),
+        k = sum_a (1 + ||u - v||^2 / (2 a))^(-a),  a in ``alphas``,
+
+    GP the gradient penalty (weight 1) on the witness x -> mean_j k(h(x),
+    h(fake_j)) - mean_j k(h(x), h(real_j)) at per-sample interpolates. The MMD
+    goes through :func:`mmdkit.mmd2_unbiased`; the witness of the penalty
+    through the dense twice-differentiable kernel matrix.
+
+    ``variant="li"`` (Li et al. 2017): an autoencoder critic h = encoder, a
+    Gaussian mixture kernel on codes (``gaussian_bandwidths``), weight clipping
+    c = 0.01 and the reconstruction regulariser:
+    L_C = -MMD^2_u + ``ae_weight`` (||dec(h(x)) - x||^2 + ||dec(h(G z)) - G z||^2) means.
+    (The paper's one-sided hinge on E f(x) - E f(G z) is left out.)
+
+    References
+    ----------
+    Bińkowski, Sutherland, Arbel, Gretton. Demystifying MMD GANs. ICLR 2018.
+    Li, Chang, Cheng, Yang, Póczos. MMD GAN: towards deeper understanding of
+    moment matching network. NeurIPS 2017.
+    """
+
+    name: ClassVar[str] = "mmd-gan"
+    variant: str = "binkowski"
+    critic_dim: int = 16
+    alphas: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 5.0)
+    gaussian_bandwidths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+    ae_weight: float = 8.0
+    n_critic: int = 1
+    lr_g: float = 1e-3
+    lr_c: float = 1e-3
+    penalty: GradientPenalty | None = field(default_factory=lambda: GradientPenalty(weight=1.0))
+
+    def __post_init__(self):
+        if self.variant not in ("binkowski", "li"):
+            raise ValueError(f"`variant` must be 'binkowski' or 'li', got {self.variant!r}")
+        if self.variant == "li":
+            self.penalty, self.clip = None, self.clip or WeightClip(0.01)
+
+    @property
+    def critic_type(self) -> str:  # type: ignore[override]
+        return "autoencoder" if self.variant == "li" else "features"
+
+    def kernel(self) -> Mixture:
+        if self.variant == "li":
+            return Mixture.of(Gaussian, self.gaussian_bandwidths)
+        return rq_mixture(self.alphas)
+
+    def critic_loss(self, critic, real, fake):
+        k = self.kernel()
+        if self.variant == "li":
+            (hr, rr), (hf, rf) = critic.reconstruct(real), critic.reconstruct(fake)
+            recon = ((rr - real) ** 2).sum(1).mean() + ((rf - fake) ** 2).sum(1).mean()
+            return -mmd2_unbiased(hr, hf, kernel=k) + self.ae_weight * recon
+        return -mmd2_unbiased(critic(real), critic(fake), kernel=k)
+
+    def generator_loss(self, critic, real, fake):
+        return mmd2_unbiased(critic(fake), critic(real), kernel=self.kernel())
+
+    def critic_function(self, critic, real, fake):
+        w = dense_witness(self.kernel(), critic(fake), critic(real))
+        return lambda x: w(critic(x))
+
+
+def _energy_witness(critic, real: Tensor, fake: Tensor) -> Callable[[Tensor], Tensor]:
+    """x -> E||h(x) - h(Y)|| - E||h(x) - h(X)|| (X fake, Y real): the energy witness, dense."""
+    w = dense_witness(Energy(), critic(fake), critic(real))
+    return lambda x: w(critic(x))
+
+
+@dataclass
+class CramerGAN(GANLoss):
+    r"""Cramér GAN: energy distance on critic features h, with a gradient penalty.
+
+    ``form="energy"`` (default, the corrected critic): critic and generator use
+    the full energy distance of the features,
+
+        D(h) = 2 E||h(X) - h(Y)|| - E||h(X) - h(X')|| - E||h(Y) - h(Y')||,
+        L_C = -D(h) + GP,   L_G = D(h),
+
+    X, X' two independent fake batches (the trainer draws ``fake_batches = 2``
+    per real batch), the V-statistic of :func:`mmdkit.energy_distance`, GP
+    (weight 10) on the energy witness x -> E||h(x) - h(Y)|| - E||h(x) - h(X)||.
+
+    ``form="surrogate"`` is the paper's Algorithm 1: the critic
+    f(x) = ||h(x) - h(x'_g)|| - ||h(x)|| is trained on -(f(x_r) - f(x_g)) + GP(f)
+    (expectation: :func:`cramer_surrogate` of the features), the generator on
+    ||h(x_r) - h(x_g)|| + ||h(x_r) - h(x'_g)|| - ||h(x_g) - h(x'_g)||. That
+    surrogate can vanish while the distributions differ (see
+    :func:`cramer_surrogate`), which is why it is not the default.
+
+    References
+    ----------
+    Bellemare, Danihelka, Dabney, Mohamed, Lakshminarayanan, Hoyer, Munos.
+    The Cramér distance as a solution to biased Wasserstein gradients. 2017.
+    Gretton. Notes on the Cramér GAN (2017).
+    """
+
+    name: ClassVar[str] = "cramer-gan"
+    fake_batches: ClassVar[int] = 2
+    critic_type: ClassVar[str] = "features"
+    form: str = "energy"
+    critic_dim: int = 16
+    lr_g: float = 1e-3
+    lr_c: float = 1e-3
+    penalty: GradientPenalty | None = field(default_factory=lambda: GradientPenalty(weight=10.0))
+
+    def __post_init__(self):
+        if self.form not in ("energy", "surrogate"):
+            raise ValueError(f"`form` must be 'energy' or 'surrogate', got {self.form!r}")
+
+    def _halves(self, critic, real, fake):
+        """h(x_r), h(x_g), h(x'_g): fake split in halves, rows paired (truncated to a common length)."""
+        h = fake.shape[0] // 2
+        m = min(h, real.shape[0])
+        return critic(real[:m]), critic(fake[:m]), critic(fake[h:h + m])
+
+    def critic_loss(self, critic, real, fake):
+        if self.form == "energy":
+            return -energy_distance(critic(fake), critic(real))
+        hr, hg, hg2 = self._halves(critic, real, fake)
+        f = lambda hx: (hx - hg2).norm(dim=1) - hx.norm(dim=1)
+        return -(f(hr).mean() - f(hg).mean())
+
+    def generator_loss(self, critic, real, fake):
+        if self.form == "energy":
+            return energy_distance(critic(fake), critic(real))
+        hr, hg, hg2 = self._halves(critic, real, fake)
+        return ((hr - hg).norm(dim=1) + (hr - hg2).norm(dim=1) - (hg - hg2).norm(dim=1)).mean()
+
+    def critic_function(self, critic, real, fake):
+        if self.form == "energy":
+            return _energy_witness(critic, real, fake)
+        hg2 = critic(fake[fake.shape[0] // 2:])
+        return lambda x: (critic(x)[:, None, :] - hg2[None]).norm(dim=2).mean(1) - critic(x).norm(dim=1)
+
+
+@dataclass
+class EnergyGAN(GANLoss):
+    r"""Energy-distance GAN: the unbiased energy distance of critic features, with GP.
+
+        L_C = -ED_u(h(fake), h(real)) + GP,   L_G = ED_u(h(fake), h(real)),
+
+    ED_u = :func:`mmdkit.mmd2_unbiased` with the :class:`mmdkit.Energy` kernel
+    (the U-statistic: no self-pairs), one fake batch, GP (weight 10) on the
+    energy witness of the features. It differs from ``cramer-gan`` (energy
+    form) only in the estimator (U- instead of V-statistic, one fake batch).
+
+    References
+    ----------
+    Székely & Rizzo (2013); Bellemare et al. (2017); Sejdinovic, Sriperumbudur,
+    Gretton, Fukumizu. Equivalence of distance-based and RKHS-based statistics
+    in hypothesis testing. Ann. Stat. 2013.
+    """
+
+    name: ClassVar[str] = "energy-gan"
+    critic_type: ClassVar[str] = "features"
+    critic_dim: int = 16
+    lr_g: float = 1e-3
+    lr_c: float = 1e-3
+    penalty: GradientPenalty | None = field(default_factory=lambda: GradientPenalty(weight=10.0))
+
+    def critic_loss(self, critic, real, fake):
+        return -mmd2_unbiased(critic(fake), critic(real), kernel=Energy())
+
+    def generator_loss(self, critic, real, fake):
+        return mmd2_unbiased(critic(fake), critic(real), kernel=Energy())
+
+    def critic_function(self, critic, real, fake):
+        return _energy_witness(critic, real, fake)
+
+
+# --------------------------------------------------------------------------- baselines
+
+@dataclass
+class WGAN(GANLoss):
+    r"""Wasserstein GAN: L_C = E f(G z) - E f(x), L_G = -E f(G z), weights clipped to [-0.01, 0.01].
+
+    RMSProp, lr 5e-5, 5 critic steps per generator step (the paper's defaults).
+
+    References
+    ----------
+    Arjovsky, Chintala, Bottou. Wasserstein GAN. ICML 2017, Algorithm 1.
+    """
+
+    name: ClassVar[str] = "wgan"
+    n_critic: int = 5
+    optimizer: str = "rmsprop"
+    lr_g: float = 5e-5
+    lr_c: float = 5e-5
+    clip: WeightClip | None = field(default_factory=lambda: WeightClip(0.01))
+
+    def critic_loss(self, critic, real, fake):
+        return critic(fake).mean() - critic(real).mean()
+
+    def generator_loss(self, critic, real, fake):
+        return -critic(fake).mean()
+
+
+@dataclass
+class WGANGP(WGAN):
+    r"""WGAN-GP: the WGAN losses with the gradient penalty 10 E(||grad f(x_hat)|| - 1)^2.
+
+    Adam (lr 1e-4, betas (0.5, 0.9)), 5 critic steps, no clipping.
+
+    References
+    ----------
+    Gulrajani et al. Improved training of Wasserstein GANs. NeurIPS 2017.
+    """
+
+    name: ClassVar[str] = "wgan-gp"
+    optimizer: str = "adam"
+    lr_g: float = 1e-4
+    lr_c: float = 1e-4
+    clip: WeightClip | None = None
+    penalty: GradientPenalty | None = field(default_factory=lambda: GradientPenalty(weight=10.0))
+
+
+@dataclass
+class LSGAN(GANLoss):
+    r"""Least-squares GAN with the 0-1 coding (a, b, c) = (0, 1, 1):
+
+        L_C = 1/2 E (D(x) - 1)^2 + 1/2 E D(G z)^2,   L_G = 1/2 E (D(G z) - 1)^2.
+
+    References
+    ----------
+    Mao, Li, Xie, Lau, Wang, Smolley. Least squares generative adversarial
+    networks. ICCV 2017, Eq. 2.
+    """
+
+    name: ClassVar[str] = "lsgan"
+    lr_g: float = 1e-4
+    lr_c: float = 1e-4
+
+    def critic_loss(self, critic, real, fake):
+        return 0.5 * ((critic(real) - 1) ** 2).mean() + 0.5 * (critic(fake) ** 2).mean()
+
+    def generator_loss(self, critic, real, fake):
+        return 0.5 * ((critic(fake) - 1) ** 2).mean()
+
+
+@dataclass
+class MinimaxGAN(GANLoss):
+    r"""The original minimax GAN, D = sigmoid(critic logit):
+
+        L_C = -E log D(x) - E log(1 - D(G z)),   L_G = E log(1 - D(G z)),
+
+    computed stably with softplus on the logits.
+
+    References
+    ----------
+    Goodfellow et al. Generative adversarial nets. NeurIPS 2014, Eq. 1.
+    """
+
+    name: ClassVar[str] = "gan"
+    lr_g: float = 1e-4
+    lr_c: float = 1e-4
+
+    def critic_loss(self, critic, real, fake):
+        return F.softplus(-critic(real)).mean() + F.softplus(critic(fake)).mean()
+
+    def generator_loss(self, critic, real, fake):
+        return -F.softplus(critic(fake)).mean()
+
+
+@dataclass
+class NSGAN(MinimaxGAN):
+    r"""Non-saturating GAN: the minimax critic, generator loss L_G = -E log D(G z).
+
+    References
+    ----------
+    Goodfellow et al. (2014), Sec. 3 (the "-log D trick").
+    """
+
+    name: ClassVar[str] = "ns-gan"
+
+    def generator_loss(self, critic, real, fake):
+        return F.softplus(-critic(fake)).mean()
+
+
+def reconstruction_energy(critic, x: Tensor, p: int = 2) -> tuple[Tensor, Tensor]:
+    """(per-sample energy ||dec(enc(x)) - x||_p^p / d, code) of an autoencoder critic."""
+    code, rec = critic.reconstruct(x)
+    return (rec - x).abs().pow(p).mean(1), code
+
+
+@dataclass
+class EBGAN(GANLoss):
+    r"""Energy-based GAN with an autoencoder discriminator D(x) = ||Dec(Enc(x)) - x||^2 / d:
+
+        L_C = E D(x) + E max(0, m - D(G z)),
+        L_G = E D(G z) + pt_weight * PT(Enc(G z)),
+
+    m the margin (``margin``, in units of data_scale^2, set by the trainer),
+    PT the pull-away term :func:`pull_away` (squared cosines, diagonal left out).
+
+    References
+    ----------
+    Zhao, Mathieu, LeCun. Energy-based generative adversarial network. ICLR 2017,
+    Eqs. 1-2 and 7.
+    """
+
+    name: ClassVar[str] = "ebgan"
+    critic_type: ClassVar[str] = "autoencoder"
+    critic_dim: int = 16
+    margin: float = 0.05
+    data_scale: float = 1.0
+    pt_weight: float = 0.1
+    lr_g: float = 1e-4
+    lr_c: float = 1e-4
+
+    @property
+    def m(self) -> float:
+        return self.margin * self.data_scale ** 2
+
+    def critic_loss(self, critic, real, fake):
+        er, _ = reconstruction_energy(critic, real)
+        ef, _ = reconstruction_energy(critic, fake)
+        return er.mean() + F.relu(self.m - ef).mean()
+
+    def generator_loss(self, critic, real, fake):
+        ef, code = reconstruction_energy(critic, fake)
+        return ef.mean() + self.pt_weight * pull_away(code)
+
+    def critic_function(self, critic, real, fake):
+        return lambda x: -reconstruction_energy(critic, x)[0]
+
+
+LOSSES: dict[str, type[GANLoss]] = {
+    c.name: c for c in (GMMN, MMDGAN, CramerGAN, EnergyGAN, WGAN, WGANGP, LSGAN, EBGAN, MinimaxGAN, NSGAN)
+}
+
+
+def get_loss(name: str, **kwargs) -> GANLoss:
+    """A loss object by name (``LOSSES``), with its defaults overridden by ``kwargs``."""
+    if name not in LOSSES:
+        raise ValueError(f"`loss` must be one of {sorted(LOSSES)}, got {name!r}")
+    return LOSSES[name](**kwargs)

@@ -1,0 +1,177 @@
+"""One training loop for every loss: seeded, with a progress bar, writing metrics and plots."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mmdkit.gan.constraints import InstanceNoise
+from mmdkit.gan.data import ToyData, get_dataset
+from mmdkit.gan.losses import GANLoss, get_loss
+from mmdkit.gan.metrics import EVAL_SAMPLES, evaluate
+from mmdkit.gan.models import AutoencoderCritic, Critic, Generator
+
+__all__ = ["train", "make_critic", "make_optimizer"]
+
+
+def make_critic(loss: GANLoss, d: int = 2) -> nn.Module | None:
+    """The critic a loss asks for (``loss.critic_type``), or None."""
+    if loss.critic_type == "none":
+        return None
+    if loss.critic_type == "autoencoder":
+        return AutoencoderCritic(d, code_dim=loss.critic_dim)
+    return Critic(d, out_dim=1 if loss.critic_type == "scalar" else loss.critic_dim)
+
+
+def make_optimizer(loss: GANLoss, params, lr: float) -> torch.optim.Optimizer:
+    """Adam (with ``loss.betas``) or RMSProp, as the loss says."""
+    if loss.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    if loss.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=loss.betas)
+    raise ValueError(f"`optimizer` must be 'adam' or 'rmsprop', got {loss.optimizer!r}")
+
+
+def _set_scale(loss: GANLoss, data: ToyData) -> None:
+    """Losses with a ``data_scale`` setting (kernel bandwidths, margins) take the data's."""
+    if hasattr(loss, "data_scale"):
+        loss.data_scale = data.scale
+
+
+def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000, seed: int = 0,
+          out: str | Path | None = None, batch_size: int = 256, instance_noise: InstanceNoise | None = None,
+          snapshots: int = 6, progress: bool = True, threads: int | None = 1) -> dict:
+    """Train a generator on a toy data set with ``loss``; returns (and writes) the metrics.
+
+    Parameters
+    ----------
+    loss : GANLoss or its name
+    data : ToyData or "ring8" | "grid25" | "swissroll"
+    steps : generator steps (each preceded by ``loss.n_critic`` critic steps)
+    seed : seeds the model initialisation (``torch.manual_seed`` inside a
+        ``torch.random.fork_rng`` block, so the caller's global state is left
+        alone) and the explicit generator every sample is drawn from
+    out : folder for metrics.json, samples.png, critic.png, losses.png (None: no files)
+    batch_size : real points per step (fake points: ``loss.fake_batches`` times that)
+    instance_noise : optional :class:`~mmdkit.gan.constraints.InstanceNoise` on the critic's inputs
+    snapshots : how many sample snapshots over time go into samples.png
+    progress : show a tqdm progress bar
+    threads : torch intra-op threads for this run (default 1: small MLPs gain nothing from more,
+        and oversubscribed cores on a shared machine slow them ~20x; None: leave as is)
+
+    Returns
+    -------
+    dict with the metrics of :func:`mmdkit.gan.metrics.evaluate` on
+    2500 samples (``modes_covered``, ``high_quality``, ``reverse_kl`` for
+    mixtures, ``mmd2_heldout``, ``kid``), ``mmd2_heldout_init`` (before
+    training), ``steps``, ``seconds`` (training time, without the evaluation
+    and plots), ``seed``, ``data``, ``batch_size`` and ``settings`` (the loss's).
+
+    Examples
+    --------
+    >>> from mmdkit.gan.trainer import train
+    >>> m = train("gmmn", "ring8", steps=20, seed=0, progress=False)
+    >>> sorted(k for k in m if k.startswith("mode"))
+    ['modes_covered']
+    """
+    from tqdm.auto import tqdm
+
+    loss = get_loss(loss) if isinstance(loss, str) else loss
+    data = get_dataset(data) if isinstance(data, str) else data
+    _set_scale(loss, data)
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        G = Generator()
+        C = make_critic(loss)
+    opt_g = make_optimizer(loss, G.parameters(), loss.lr_g)
+    opt_c = make_optimizer(loss, C.parameters(), loss.lr_c) if C is not None else None
+    eval_g = torch.Generator().manual_seed(10_000 + seed)
+    z_eval = torch.randn(EVAL_SAMPLES, G.z_dim, generator=eval_g)
+    with torch.no_grad():
+        init = evaluate(G(z_eval), data, torch.Generator().manual_seed(20_000 + seed))
+    snap_at = sorted({int(round(s)) for s in torch.linspace(0, steps, snapshots).tolist()})
+    snaps, history = {}, {"step": [], "critic": [], "generator": []}
+    nf = batch_size * loss.fake_batches
+    feed = (lambda x, s: instance_noise(x, s, g)) if instance_noise is not None else (lambda x, s: x)
+    t0 = time.perf_counter()
+    bar = tqdm(range(steps + 1), desc=f"{loss.name} {data.name} seed {seed}", disable=not progress,
+               mininterval=1.0)
+    lc = torch.zeros(())
+    for step in bar:
+        if step in snap_at:
+            with torch.no_grad():
+                snaps[step] = G(z_eval[:1000]).clone()
+        if step == steps:
+            break
+        if C is not None:
+            for _ in range(loss.n_critic):
+                real = data.sample(batch_size, g)
+                with torch.no_grad():
+                    fake = G.sample(nf, g)
+                r, f = feed(real, step), feed(fake, step)
+                lc = loss.critic_loss(C, r, f)
+                if loss.penalty is not None:
+                    lc = lc + loss.penalty(loss.critic_function(C, r, f), r, f, g)
+                opt_c.zero_grad(set_to_none=True)
+                lc.backward()
+                opt_c.step()
+                if loss.clip is not None:
+                    loss.clip(C)
+                loss.after_critic_step(C, r, f, step)
+        real = data.sample(batch_size, g)
+        fake = G.sample(nf, g)
+        if C is not None:
+            for p in C.parameters():
+                p.requires_grad_(False)
+        lg = loss.generator_loss(C, feed(real, step), feed(fake, step))
+        opt_g.zero_grad(set_to_none=True)
+        lg.backward()
+        opt_g.step()
+        if C is not None:
+            for p in C.parameters():
+                p.requires_grad_(True)
+        if step % 10 == 0:
+            history["step"].append(step)
+            history["critic"].append(float(lc.detach()))
+            history["generator"].append(float(lg.detach()))
+            if step % 200 == 0:
+                bar.set_postfix(critic=f"{float(lc.detach()):.3g}", gen=f"{float(lg.detach()):.3g}")
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        samples = G(z_eval)
+    metrics = evaluate(samples, data, torch.Generator().manual_seed(20_000 + seed))
+    metrics.update({"mmd2_heldout_init": init["mmd2_heldout"], "steps": steps, "seconds": seconds,
+                    "seed": seed, "data": data.name, "batch_size": batch_size,
+                    "instance_noise": None if instance_noise is None else vars(instance_noise),
+                    "settings": loss.settings()})
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2))
+        from mmdkit.gan.plots import plot_critic, plot_losses, plot_snapshots
+        plot_snapshots(snaps, data, out / "samples.png", title=f"{loss.name} on {data.name}")
+        real = data.sample(500, torch.Generator().manual_seed(30_000 + seed))
+        plot_critic(loss, C, real, samples[:500], data, out / "critic.png")
+        plot_losses(history, out / "losses.png", title=f"{loss.name} on {data.name}")
+    if threads is not None:
+        torch.set_num_threads(old_threads)
+    return metrics
+
+
+def _jsonable(x):
+    """Replace inf/nan by strings so the file is strict JSON."""
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x

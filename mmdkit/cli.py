@@ -1,0 +1,266 @@
+"""Command line: two-sample tests and witness plots on files of samples.
+
+    mmdkit test A.npy B.csv [--test mmd|energy] [--kernel gaussian] [--bandwidth median]
+                [--permutations 1000] [--seed 0] [--aggregate] [--json] [--plot OUT.png]
+    mmdkit witness A.csv B.csv --plot OUT.png
+
+Samples are ``.npy`` (read with ``allow_pickle=False``), ``.csv`` (commas, an
+optional header row) or ``.txt`` (whitespace or commas), one point per row.
+Bad files stop with exit status 2 and a message naming the file and the problem.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "load_sample", "InputError"]
+
+EXIT_INPUT = 2
+
+
+class InputError(ValueError):
+    """A sample file that cannot be used (the message names the file)."""
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_text(path: Path, delimiter: str | None) -> tuple[np.ndarray, list[int]]:
+    """(array, line number of each row) from a text file; the first row may be a header."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (cannot be decoded as UTF-8)") from None
+    data = [(i + 1, line) for i, line in enumerate(text.splitlines())
+            if line.strip() and not line.lstrip().startswith("#")]
+    if not data:
+        raise InputError(f"{path}: no data rows")
+    if delimiter is None and "," in data[0][1]:
+        delimiter = ","
+    split = (lambda s: [c.strip() for c in s.split(delimiter)]) if delimiter else str.split
+    if not any(_is_number(c) for c in split(data[0][1])):  # a header row
+        data = data[1:]
+        if not data:
+            raise InputError(f"{path}: a header row but no data rows")
+    try:
+        arr = np.loadtxt([line for _, line in data], delimiter=delimiter, ndmin=2, dtype=np.float64)
+    except ValueError as e:  # find the first bad row, with its line number, for the message
+        first, ncol = data[0][0], len(split(data[0][1]))
+        for lineno, line in data:
+            cells = split(line)
+            if len(cells) != ncol:
+                raise InputError(f"{path}, line {lineno}: {len(cells)} value(s), but line {first} has {ncol} "
+                                 "(ragged rows)") from None
+            for c, cell in enumerate(cells, 1):
+                if not _is_number(cell):
+                    what = "an empty cell" if not cell else f"{cell!r} is not a number"
+                    raise InputError(f"{path}, line {lineno}, column {c}: {what}") from None
+        raise InputError(f"{path}: cannot be read as numbers ({e})") from None
+    return arr, [lineno for lineno, _ in data]
+
+
+def load_sample(path) -> np.ndarray:
+    """A (n, d) float array from a .npy, .csv or .txt file; InputError names the file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    ext = path.suffix.lower()
+    lines = None
+    if ext == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as e:  # object arrays, corrupt headers
+            raise InputError(f"{path}: cannot be read as a .npy array without pickle ({e})") from None
+        except (OSError, EOFError) as e:
+            raise InputError(f"{path}: cannot be read as a .npy array ({e})") from None
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+            raise InputError(f"{path}: holds {getattr(arr, 'dtype', type(arr).__name__)} values, "
+                             "expected real numbers")
+        arr = arr.astype(np.float64, copy=False)
+    elif ext in (".csv", ".txt"):
+        arr, lines = _load_text(path, "," if ext == ".csv" else None)
+    else:
+        raise InputError(f"{path}: unsupported file type {ext or '(none)'!r}; use .npy, .csv or .txt")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise InputError(f"{path}: expected a 2-D array (points x dimensions), got shape {arr.shape}")
+    if arr.size == 0:
+        raise InputError(f"{path}: empty array of shape {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        where = f"line {lines[r]}" if lines is not None else f"row {r + 1}"
+        kind = "NaN" if math.isnan(arr[r, c]) else "infinite"
+        raise InputError(f"{path}, {where}, column {c + 1}: {kind} value "
+                         f"({int(bad.sum())} NaN or infinite value(s) in the file)")
+    return arr
+
+
+def _load_pair(a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    X, Y = load_sample(a), load_sample(b)
+    if X.shape[1] != Y.shape[1]:
+        raise InputError(f"{a} has {X.shape[1]} column(s) but {b} has {Y.shape[1]}; "
+                         "both samples need the same dimension")
+    return X, Y
+
+
+def _bandwidth(text: str | None):
+    """--bandwidth: None, 'median', 'grid', a float or a comma-separated list of floats."""
+    if text is None or text in ("median", "grid"):
+        return text
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'median', 'grid', a number or a comma-separated list, "
+                                         f"got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mmdkit", description="Kernel two-sample tests (MMD, energy distance).")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("test", help="permutation two-sample test of A against B")
+    t.add_argument("a", metavar="A", help="first sample (.npy, .csv or .txt; one point per row)")
+    t.add_argument("b", metavar="B", help="second sample")
+    t.add_argument("--test", choices=["mmd", "energy"], default="mmd",
+                   help="unbiased MMD^2 (default) or the energy statistic n m/(n+m) E (as dcor / R energy)")
+    t.add_argument("--kernel", default="gaussian", help="kernel name for --test mmd (default gaussian)")
+    t.add_argument("--bandwidth", type=_bandwidth, default=None,
+                   help="'median' (default), 'grid' (with --aggregate), a number or a list like 0.5,1,2")
+    t.add_argument("--exponent", type=float, default=1.0, help="distance exponent of --test energy")
+    t.add_argument("--permutations", type=int, default=1000, help="number of permutations (default 1000)")
+    t.add_argument("--seed", type=int, default=None, help="seed of the permutations")
+    t.add_argument("--alternative", choices=["greater", "less", "two-sided"], default="greater")
+    t.add_argument("--aggregate", action="store_true", help="MMDAgg: aggregate over bandwidths")
+    t.add_argument("--alpha", type=float, default=0.05, help="level of the aggregated decision")
+    t.add_argument("--backend", choices=["auto", "torch", "triton"], default="auto")
+    t.add_argument("--json", action="store_true", help="print the result as JSON")
+    t.add_argument("--plot", metavar="OUT.png", help="write the null distribution (and 2-D witness) plot")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    w = sub.add_parser("witness", help="witness-function heatmap of two 2-D samples")
+    w.add_argument("a", metavar="A")
+    w.add_argument("b", metavar="B")
+    w.add_argument("--plot", metavar="OUT.png", required=True, help="PNG to write")
+    w.add_argument("--kernel", default="gaussian")
+    w.add_argument("--bandwidth", type=_bandwidth, default=None, help="'median' (default), a number or a list")
+    w.add_argument("--grid", type=int, default=120, help="heatmap resolution (default 120)")
+    return ap
+
+
+def _summary(res, X, Y) -> dict:
+    """The JSON-able fields of a test result."""
+    out = dict(test=res.test, statistic=res.statistic, pvalue=res.pvalue, n=X.shape[0], m=Y.shape[0],
+               d=X.shape[1], n_permutations=res.n_permutations, exact=res.exact, kernel=res.kernel.name,
+               bandwidth=list(res.bandwidth) if isinstance(res.bandwidth, tuple) else res.bandwidth,
+               alternative=res.alternative, backend=res.backend, method=res.method)
+    if res.reject is not None:
+        out.update(alpha=res.alpha, reject=res.reject, per_bandwidth=[
+            dict(bandwidth=b.bandwidth, statistic=b.statistic, pvalue=b.pvalue, threshold=b.threshold,
+                 reject=b.reject) for b in res.per_bandwidth])
+    return out
+
+
+def _print_text(s: dict) -> None:
+    name = {"mmd": "MMD test (unbiased MMD^2)", "energy": "energy test (n m/(n+m) x energy distance)",
+            "mmdagg": "MMDAgg test (aggregated over bandwidths)"}[s["test"]]
+    bw = s["bandwidth"]
+    bw = "" if bw is None else (f", bandwidth {bw:.4g}" if isinstance(bw, float)
+                                else f", bandwidths {', '.join(f'{h:.3g}' for h in bw)}")
+    print(f"{name}: {s['kernel']} kernel{bw}")
+    print(f"  n = {s['n']}, m = {s['m']}, d = {s['d']}")
+    print(f"  statistic = {s['statistic']:.6g}")
+    kind = "exact enumeration of" if s["exact"] else "random"
+    print(f"  p-value   = {s['pvalue']:.4g}  ({kind} {s['n_permutations']} permutations, {s['alternative']})")
+    if "reject" in s:
+        print(f"  decision at alpha = {s['alpha']:g}: {'reject' if s['reject'] else 'do not reject'} H0")
+        for b in s["per_bandwidth"]:
+            mark = "*" if b["reject"] else " "
+            print(f"   {mark} bandwidth {b['bandwidth']:<10.4g} MMD^2 = {b['statistic']:<12.5g} "
+                  f"p = {b['pvalue']:<8.4g} threshold = {b['threshold']:.4g}")
+
+
+def _plot_test(res, X, Y, path: str) -> None:
+    """Null histogram, plus the witness heatmap next to it for 2-D data."""
+    from mmdkit.plotting import _pyplot, plot_null_distribution, plot_witness
+    plt = _pyplot()
+    two_d = X.shape[1] == 2
+    fig = plt.figure(figsize=(12 if two_d else 6, 4.5))
+    plot_null_distribution(res, ax=fig.add_subplot(1, 2 if two_d else 1, 1))
+    if two_d:
+        if res.test == "mmdagg":  # the single test with the smallest p-value
+            best = min(res.per_bandwidth, key=lambda b: b.pvalue)
+            kernel, bandwidth = res.kernel.components[0].name, best.bandwidth
+        elif res.test == "energy":
+            kernel, bandwidth = "energy", None
+        else:
+            kernel, bandwidth = res.kernel, None
+        plot_witness(X, Y, kernel=kernel, bandwidth=bandwidth, ax=fig.add_subplot(1, 2, 2))
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _run_test(a) -> int:
+    from mmdkit.testing import energy_test, mmd_test
+    X, Y = _load_pair(a.a, a.b)
+    common = dict(n_permutations=a.permutations, seed=a.seed, alternative=a.alternative,
+                  backend=a.backend, progress=False if a.quiet or a.json else None)
+    if a.test == "energy":
+        res = energy_test(X, Y, exponent=a.exponent, **common)
+    else:
+        res = mmd_test(X, Y, kernel=a.kernel, bandwidth=a.bandwidth, aggregate=a.aggregate, alpha=a.alpha,
+                       **common)
+    s = _summary(res, X, Y)
+    if a.plot:
+        _plot_test(res, X, Y, a.plot)
+        s["plot"] = a.plot
+    if a.json:
+        print(json.dumps(s, indent=2))
+    else:
+        _print_text(s)
+        if a.plot:
+            print(f"  plot: {a.plot}")
+    return 0
+
+
+def _run_witness(a) -> int:
+    from mmdkit.plotting import _pyplot, plot_witness
+    X, Y = _load_pair(a.a, a.b)
+    if X.shape[1] != 2:
+        raise InputError(f"{a.a} and {a.b} have {X.shape[1]} column(s); the witness heatmap needs 2")
+    fig = plot_witness(X, Y, path=a.plot, kernel=a.kernel, bandwidth=a.bandwidth, grid=a.grid)
+    _pyplot().close(fig)
+    print(f"witness plot: {a.plot}")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``mmdkit`` console script; returns the exit status.
+
+    Examples
+    --------
+    >>> from mmdkit.cli import main
+    >>> main(["test", "missing_a.npy", "missing_b.npy"])  # doctest: +SKIP
+    mmdkit: error: missing_a.npy: no such file
+    2
+    """
+    args = _parser().parse_args(argv)
+    try:
+        return {"test": _run_test, "witness": _run_witness}[args.command](args)
+    except (InputError, ValueError, TypeError) as e:
+        print(f"mmdkit: error: {e}", file=sys.stderr)
+        return EXIT_INPUT

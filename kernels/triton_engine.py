@@ -1,0 +1,611 @@
+"""The Triton engine: fused ``K(X, Y) @ V`` kernels, forward and backward.
+
+Same two functions, signatures and semantics as :mod:`mmdkit.kernels.blocked`
+(plus ``precision=``): :func:`kernel_matmul` and :func:`block_sums`. Each
+program loads a tile of X and of Y, forms the squared distances with one
+``tl.dot`` on centred data (``|x|^2 + |y|^2 - 2 x.y`` clamped at 0; the inner
+product itself for the dot-product Polynomial kernel), applies the kernel in
+registers and multiplies the tile into V with fp32 accumulation. The n x m
+kernel matrix is never written, forward or backward.
+
+Layers, each findable by name:
+
+* ``@triton.jit`` bodies: :func:`_kernel_matmul_fwd` (``K @ V``) and
+  :func:`_kernel_matmul_bwd` (``dX = sum_j k'(t_ij) (A_i . B_j) dt_ij/dx_i``),
+  with the tile helpers :func:`_pair_t` and :func:`_kernel_tile`;
+* launchers :func:`_launch_fwd` and :func:`_launch_bwd` (shapes, allocation,
+  grid; no host synchronisation);
+* the autograd Function :class:`_KernelMatmul`;
+* the public functions :func:`kernel_matmul` and :func:`block_sums`.
+
+Kernel specs become a constexpr kernel id per term plus float parameters
+(:func:`kernel_terms`); a Mixture is up to :data:`MAX_TERMS` terms of one
+distance, larger mixtures are summed over several launches (the sum is linear
+in k).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from mmdkit.kernels.blocked import _centre
+from mmdkit.kernels.specs import (
+    IMQ, Energy, Gaussian, KernelSpec, Laplace, Mixture, Polynomial, RationalQuadratic,
+)
+
+__all__ = ["kernel_matmul", "block_sums", "kernel_terms", "PRECISIONS", "DTYPES", "MAX_TERMS",
+           "DEFAULT_CONFIG", "configs"]
+
+PRECISIONS = ("ieee", "tf32")
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+MAX_TERMS = 4
+
+# Kernel ids (constexpr inside the jit bodies).
+_NONE = tl.constexpr(0)
+_GAUSSIAN = tl.constexpr(1)   # exp(a t)                          a = -1/(2 h^2)
+_LAPLACE = tl.constexpr(2)    # exp(a sqrt(t))                    a = -1/h
+_ENERGY = tl.constexpr(3)     # -t^a                              a = exponent/2
+_POWER = tl.constexpr(4)      # (1 + a t)^b    RQ: a = 1/(2 alpha h^2), b = -alpha; IMQ: a = 1/h^2, b = beta
+_POLYNOMIAL = tl.constexpr(5)  # (a t + b)^DEGREE, t = <x, y>      a = gamma, b = coef0
+KERNEL_IDS = {"none": 0, "gaussian": 1, "laplace": 2, "energy": 3, "power": 4, "polynomial": 5}
+
+_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _interpreter_bf16_dot() -> None:
+    """Under TRITON_INTERPRET=1, let tl.dot take bfloat16 operands (as a GPU does: exact products, fp32 sums).
+
+    triton's interpreter stores bfloat16 as raw uint16 bits and multiplies those bits; this widens them
+    to float32 first (bits << 16), which is exact. Installed once; other dtypes are untouched.
+    """
+    from triton.runtime import interpreter as interp
+    builder = getattr(interp, "InterpreterBuilder", None)
+    if builder is None or getattr(builder.create_dot, "_mmdkit_bf16", False):
+        return
+    original = builder.create_dot
+
+    def widen(h):
+        if h.dtype.scalar != tl.bfloat16:
+            return h
+        bits = h.data.astype("uint32") << 16
+        return interp.TensorHandle(bits.view("float32"), tl.float32)
+
+    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
+        return original(self, widen(a), widen(b), d, input_precision, max_num_imprecise_acc)
+
+    create_dot._mmdkit_bf16 = True
+    builder.create_dot = create_dot
+
+
+if _INTERPRET:
+    _interpreter_bf16_dot()
+
+
+# ---------------------------------------------------------------------------
+# Specs -> (kernel id, a, b, weight) terms
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Terms:
+    """Up to MAX_TERMS kernel terms of one pairwise quantity, as jit arguments."""
+
+    kinds: tuple[int, ...]        # MAX_TERMS kernel ids, 0 = unused slot
+    params: tuple[float, ...]     # (a, b, w) per slot
+    degree: int = 1               # Polynomial degree (constexpr)
+    dot: bool = False             # t = <x, y> instead of |x - y|^2
+
+    def kwargs(self) -> dict:
+        """Keyword arguments of the jit bodies."""
+        out = {f"KIND{i}": k for i, k in enumerate(self.kinds)}
+        for i in range(MAX_TERMS):
+            out[f"a{i}"], out[f"b{i}"], out[f"w{i}"] = self.params[3 * i: 3 * i + 3]
+        out["DEGREE"], out["DOT"] = self.degree, self.dot
+        return out
+
+
+def _term(spec: KernelSpec) -> tuple[int, float, float]:
+    """(kernel id, a, b) of one non-mixture spec."""
+    if isinstance(spec, Gaussian):
+        return KERNEL_IDS["gaussian"], -0.5 / spec._h() ** 2, 0.0
+    if isinstance(spec, Laplace):
+        return KERNEL_IDS["laplace"], -1.0 / spec._h(), 0.0
+    if isinstance(spec, Energy):
+        return KERNEL_IDS["energy"], spec.exponent / 2, 0.0
+    if isinstance(spec, RationalQuadratic):
+        return KERNEL_IDS["power"], 1.0 / (2 * spec.alpha * spec._h() ** 2), -spec.alpha
+    if isinstance(spec, IMQ):
+        return KERNEL_IDS["power"], 1.0 / spec._h() ** 2, spec.beta
+    raise TypeError(f"the Triton engine has no kernel for {type(spec).__name__}; use backend='torch'")
+
+
+def _flatten(spec: KernelSpec, weight: float = 1.0) -> list[tuple[int, float, float, float]]:
+    """(id, a, b, w) for every distance term of ``spec`` (nested mixtures multiply weights)."""
+    if isinstance(spec, Mixture):
+        ws = spec.weights or (1.0,) * len(spec.components)
+        return [t for c, w in zip(spec.components, ws) for t in _flatten(c, weight * w)]
+    return [(*_term(spec), weight)]
+
+
+def kernel_terms(kernel: KernelSpec) -> list[Terms]:
+    """The jit arguments of a resolved spec: one :class:`Terms` per launch (sum their results)."""
+    if isinstance(kernel, Polynomial):
+        if kernel.gamma is None:
+            raise ValueError("`gamma` of Polynomial is not set; call .resolve(d)")
+        if int(kernel.degree) != kernel.degree or kernel.degree < 1:
+            raise ValueError(f"`degree` of Polynomial must be an integer >= 1, got {kernel.degree}")
+        pad = (0.0,) * (3 * (MAX_TERMS - 1))
+        return [Terms((KERNEL_IDS["polynomial"],) + (0,) * (MAX_TERMS - 1),
+                      (float(kernel.gamma), float(kernel.coef0), 1.0) + pad, int(kernel.degree), True)]
+    flat = _flatten(kernel)
+    out = []
+    for s in range(0, len(flat), MAX_TERMS):
+        chunk = flat[s:s + MAX_TERMS]
+        chunk += [(0, 0.0, 0.0, 0.0)] * (MAX_TERMS - len(chunk))
+        out.append(Terms(tuple(c[0] for c in chunk), tuple(float(v) for c in chunk for v in c[1:])))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Tuning as data: one generator, one prune filter, key = (d, dtype, kernel)
+# ---------------------------------------------------------------------------
+# Defaults measured with `python -m mmdkit.kernels.report` (d = 32 tile): no spills on sm_80/sm_90 for
+# any kernel, dtype or precision. The backward holds three (BM, BN) tiles and two (BM, BD) tiles.
+DEFAULT_CONFIG = {
+    "fwd": {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 8, "num_stages": 1},
+    "bwd": {"BLOCK_M": 32, "BLOCK_N": 32, "num_warps": 4, "num_stages": 1},
+}
+INTERPRET_CONFIG = {"BLOCK_M": 32, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1}
+MAX_BLOCK_D = 32
+MAX_BLOCK_P, MAX_BLOCK_Q = 32, 16
+# Live fp32 values per thread that a config may need (see _prune), calibrated on the report.
+_LIVE_BUDGET = {"fwd": 96, "bwd": 64}
+_TUNE_KEY = ["d", "KIND0", "KIND1", "KIND2", "KIND3", "DOT", "PRECISION"]  # + tensor dtypes (added by triton)
+
+
+def _config(c: dict) -> triton.Config:
+    return triton.Config({"BLOCK_M": c["BLOCK_M"], "BLOCK_N": c["BLOCK_N"]},
+                         num_warps=c["num_warps"], num_stages=c["num_stages"])
+
+
+def configs(direction: str) -> list[triton.Config]:
+    """The autotuning space of one direction ("fwd" or "bwd"); the default first, one config under the interpreter."""
+    if _INTERPRET:
+        return [_config(INTERPRET_CONFIG)]
+    space = [dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=w, num_stages=s)
+             for bm in (32, 64, 128) for bn in (32, 64) for w in (4, 8) for s in (1, 2)]
+    space.sort(key=lambda c: c != DEFAULT_CONFIG[direction])
+    return [_config(c) for c in space]
+
+
+def _live(direction: str, bm: int, bn: int, bd: int, bw: int) -> int:
+    """fp32 values live in one program: the (BM, BN) tiles, the x/y chunks, V or A/B tiles, acc."""
+    if direction == "fwd":  # s/t, k; x, y^T; v, acc
+        return 2 * bm * bn + bm * bd + bd * bn + bn * bw + bm * bw
+    return 3 * bm * bn + 2 * bm * bd + 2 * bd * bn + bm * bw + bw * bn  # t, ab, c; x, acc; y^T, y; a, b^T
+
+
+def _prune(configs, named_args, **kwargs):
+    """Keep configs whose live tiles fit the register budget (~64-96 fp32 per thread, see _LIVE_BUDGET)."""
+    direction = "fwd" if "BLOCK_P" in kwargs else "bwd"
+    bd, bw = kwargs["BLOCK_D"], kwargs.get("BLOCK_P", kwargs.get("BLOCK_Q"))
+    keep = [c for c in configs
+            if _live(direction, c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], bd, bw) / (32 * c.num_warps)
+            <= _LIVE_BUDGET[direction]]
+    return keep or configs[:1]
+
+
+def _block(x: int, lo: int, hi: int) -> int:
+    """next_power_of_2(x) clamped to [lo, hi]."""
+    return max(lo, min(hi, triton.next_power_of_2(max(int(x), 1))))
+
+
+def _block_d(d: int, dtype: torch.dtype) -> int:
+    """Reduction tile over d (tl.dot needs K >= 16 for 16-bit, >= 8 for fp32 operands)."""
+    return _block(d, 8 if dtype == torch.float32 else 16, MAX_BLOCK_D)
+
+
+# ---------------------------------------------------------------------------
+# Layer 1: jit bodies
+# ---------------------------------------------------------------------------
+@triton.jit
+def _term_tile(t, KIND: tl.constexpr, a, b, DERIV: tl.constexpr, DEGREE: tl.constexpr):
+    """k(t) (or dk/dt when DERIV) of one kernel term on a tile; Laplace/Energy give dk/dt = 0 at t = 0."""
+    if KIND == _GAUSSIAN:  # k = exp(a t), dk/dt = a k
+        k = tl.exp(a * t)
+        if DERIV:
+            k = a * k
+    elif KIND == _LAPLACE:  # k = exp(a r), r = sqrt(t), dk/dt = a k / (2 r)
+        r = tl.sqrt(t)
+        k = tl.exp(a * r)
+        if DERIV:
+            k = tl.where(r > 0, a * k / (2.0 * tl.where(r > 0, r, 1.0)), 0.0)
+    elif KIND == _ENERGY:  # k = -t^a, dk/dt = -a t^(a - 1)
+        pos = t > 0
+        ts = tl.where(pos, t, 1.0)
+        pw = tl.where(pos, tl.exp2(a * tl.log2(ts)), 0.0)
+        if DERIV:
+            k = tl.where(pos, -a * pw / ts, 0.0)
+        else:
+            k = -pw
+    elif KIND == _POWER:  # k = (1 + a t)^b, dk/dt = a b k / (1 + a t)
+        base = 1.0 + a * t
+        k = tl.exp2(b * tl.log2(base))
+        if DERIV:
+            k = a * b * k / base
+    else:  # _POLYNOMIAL: k = (a t + b)^DEGREE, dk/dt = DEGREE a (a t + b)^(DEGREE - 1)
+        base = a * t + b
+        pw = tl.full(t.shape, 1.0, tl.float32)
+        for _ in tl.static_range(DEGREE - 1):
+            pw = pw * base
+        if DERIV:
+            k = (DEGREE * a) * pw
+        else:
+            k = pw * base
+    return k
+
+
+@triton.jit
+def _kernel_tile(t, KIND0: tl.constexpr, a0, b0, w0, KIND1: tl.constexpr, a1, b1, w1,
+                 KIND2: tl.constexpr, a2, b2, w2, KIND3: tl.constexpr, a3, b3, w3,
+                 DERIV: tl.constexpr, DEGREE: tl.constexpr):
+    """sum_c w_c k_c(t) (or its t-derivative) over the used slots."""
+    k = w0 * _term_tile(t, KIND0, a0, b0, DERIV, DEGREE)
+    if KIND1 != _NONE:
+        k += w1 * _term_tile(t, KIND1, a1, b1, DERIV, DEGREE)
+    if KIND2 != _NONE:
+        k += w2 * _term_tile(t, KIND2, a2, b2, DERIV, DEGREE)
+    if KIND3 != _NONE:
+        k += w3 * _term_tile(t, KIND3, a3, b3, DERIV, DEGREE)
+    return k
+
+
+@triton.jit
+def _pair_t(X, Y, xn, yn, offs_m, offs_n, m_mask, n_mask, d, stride_xm, stride_xd, stride_ym, stride_yd,
+            DOT: tl.constexpr, DIAG: tl.constexpr, PRECISION: tl.constexpr,
+            BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The (BLOCK_M, BLOCK_N) tile of t: max(|x|^2 + |y|^2 - 2 x.y, 0), or x.y when DOT.
+
+    DIAG == 1 (one sample with itself, diagonal kept): t_ii = 0 exactly.
+    """
+    s = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for start_d in range(0, d, BLOCK_D):
+        offs_d = start_d + tl.arange(0, BLOCK_D)
+        d_mask = offs_d < d
+        x_ptrs = X + offs_m[:, None] * stride_xm + offs_d[None, :] * stride_xd
+        yt_ptrs = Y + offs_n[None, :] * stride_ym + offs_d[:, None] * stride_yd
+        x = tl.load(x_ptrs, mask=m_mask[:, None] & d_mask[None, :], other=0.0)
+        yt = tl.load(yt_ptrs, mask=d_mask[:, None] & n_mask[None, :], other=0.0)
+        s = tl.dot(x, yt, s, input_precision=PRECISION)  # (BM, BD) @ (BD, BN) -> (BM, BN)
+    if DOT:
+        t = s
+    else:
+        t = tl.maximum(xn[:, None] + yn[None, :] - 2.0 * s, 0.0)
+        if DIAG == 1:
+            t = tl.where(offs_m[:, None] == offs_n[None, :], 0.0, t)
+    return t
+
+
+@triton.autotune(configs=configs("fwd"), key=_TUNE_KEY, prune_configs_by={"early_config_prune": _prune})
+@triton.jit(do_not_specialize=["n", "m"])
+def _kernel_matmul_fwd(X, Y, XN, YN, V, OUT, n, m, d, p,
+                       stride_xm, stride_xd, stride_ym, stride_yd, stride_vm, stride_vp,
+                       stride_om, stride_op,
+                       a0, b0, w0, a1, b1, w1, a2, b2, w2, a3, b3, w3,
+                       KIND0: tl.constexpr, KIND1: tl.constexpr, KIND2: tl.constexpr, KIND3: tl.constexpr,
+                       DEGREE: tl.constexpr, DOT: tl.constexpr, DIAG: tl.constexpr, PRECISION: tl.constexpr,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                       BLOCK_P: tl.constexpr):
+    # OUT[i, c] = sum_j k(t_ij) V[j, c] for the rows i of this program and the columns c of its P block;
+    # DIAG == 2 drops the pairs i == j (U-statistics).
+    pid_m = tl.program_id(0).to(tl.int64)
+    pid_p = tl.program_id(1).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    m_mask = offs_m < n
+    p_mask = offs_p < p
+    xn = tl.load(XN + offs_m, mask=m_mask, other=0.0)
+    acc = tl.zeros((BLOCK_M, BLOCK_P), dtype=tl.float32)
+    for start_n in range(0, m, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N).to(tl.int64)
+        n_mask = offs_n < m
+        yn = tl.load(YN + offs_n, mask=n_mask, other=0.0)
+        t = _pair_t(X, Y, xn, yn, offs_m, offs_n, m_mask, n_mask, d, stride_xm, stride_xd, stride_ym,
+                    stride_yd, DOT, DIAG, PRECISION, BLOCK_M, BLOCK_N, BLOCK_D)
+        k = _kernel_tile(t, KIND0, a0, b0, w0, KIND1, a1, b1, w1, KIND2, a2, b2, w2, KIND3, a3, b3, w3,
+                         False, DEGREE)
+        keep = n_mask[None, :]
+        if DIAG == 2:
+            keep = keep & (offs_m[:, None] != offs_n[None, :])
+        k = tl.where(keep, k, 0.0)
+        v_ptrs = V + offs_n[:, None] * stride_vm + offs_p[None, :] * stride_vp
+        v = tl.load(v_ptrs, mask=n_mask[:, None] & p_mask[None, :], other=0.0)
+        acc = tl.dot(k, v, acc, input_precision=PRECISION)  # (BM, BN) @ (BN, BP) -> (BM, BP)
+    out_ptrs = OUT + offs_m[:, None] * stride_om + offs_p[None, :] * stride_op
+    tl.store(out_ptrs, acc, mask=m_mask[:, None] & p_mask[None, :])
+
+
+@triton.autotune(configs=configs("bwd"), key=_TUNE_KEY, prune_configs_by={"early_config_prune": _prune})
+@triton.jit(do_not_specialize=["n", "m"])
+def _kernel_matmul_bwd(X, Y, XN, YN, A, B, DX, n, m, d, q,
+                       stride_xm, stride_xd, stride_ym, stride_yd, stride_am, stride_aq,
+                       stride_bm, stride_bq, stride_om, stride_od,
+                       a0, b0, w0, a1, b1, w1, a2, b2, w2, a3, b3, w3,
+                       KIND0: tl.constexpr, KIND1: tl.constexpr, KIND2: tl.constexpr, KIND3: tl.constexpr,
+                       DEGREE: tl.constexpr, DOT: tl.constexpr, DIAG: tl.constexpr, PRECISION: tl.constexpr,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                       BLOCK_Q: tl.constexpr):
+    # DX[i, e] = sum_j c_ij dt_ij/dx_ie,  c_ij = k'(t_ij) (A_i . B_j), for the d-columns e of this program:
+    # distance: dt/dx_i = 2 (x_i - y_j)  ->  DX_i = 2 (x_i sum_j c_ij - sum_j c_ij y_j);  dot: DX_i = sum_j c_ij y_j.
+    # Pairs i == j are dropped when DIAG != 0 (excluded, or one sample with itself where x_i - x_i = 0).
+    pid_m = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_e = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    m_mask = offs_m < n
+    e_mask = offs_e < d
+    xn = tl.load(XN + offs_m, mask=m_mask, other=0.0)
+    acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+    rowsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for start_n in range(0, m, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N).to(tl.int64)
+        n_mask = offs_n < m
+        yn = tl.load(YN + offs_n, mask=n_mask, other=0.0)
+        t = _pair_t(X, Y, xn, yn, offs_m, offs_n, m_mask, n_mask, d, stride_xm, stride_xd, stride_ym,
+                    stride_yd, DOT, DIAG, PRECISION, BLOCK_M, BLOCK_N, BLOCK_D)
+        ab = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for start_q in range(0, q, BLOCK_Q):
+            offs_q = start_q + tl.arange(0, BLOCK_Q)
+            q_mask = offs_q < q
+            a_ptrs = A + offs_m[:, None] * stride_am + offs_q[None, :] * stride_aq
+            bt_ptrs = B + offs_n[None, :] * stride_bm + offs_q[:, None] * stride_bq
+            a_tile = tl.load(a_ptrs, mask=m_mask[:, None] & q_mask[None, :], other=0.0)
+            bt_tile = tl.load(bt_ptrs, mask=q_mask[:, None] & n_mask[None, :], other=0.0)
+            ab = tl.dot(a_tile, bt_tile, ab, input_precision=PRECISION)  # (BM, BQ) @ (BQ, BN) -> (BM, BN)
+        dk = _kernel_tile(t, KIND0, a0, b0, w0, KIND1, a1, b1, w1, KIND2, a2, b2, w2, KIND3, a3, b3, w3,
+                          True, DEGREE)
+        keep = n_mask[None, :]
+        if DIAG != 0:
+            keep = keep & (offs_m[:, None] != offs_n[None, :])
+        c = tl.where(keep, dk * ab, 0.0)
+        y_ptrs = Y + offs_n[:, None] * stride_ym + offs_e[None, :] * stride_yd
+        y = tl.load(y_ptrs, mask=n_mask[:, None] & e_mask[None, :], other=0.0).to(tl.float32)
+        acc = tl.dot(c, y, acc, input_precision=PRECISION)  # (BM, BN) @ (BN, BD) -> (BM, BD)
+        rowsum += tl.sum(c, axis=1)
+    if DOT:
+        dx = acc
+    else:
+        x_ptrs = X + offs_m[:, None] * stride_xm + offs_e[None, :] * stride_xd
+        x = tl.load(x_ptrs, mask=m_mask[:, None] & e_mask[None, :], other=0.0).to(tl.float32)
+        dx = 2.0 * (x * rowsum[:, None] - acc)
+    out_ptrs = DX + offs_m[:, None] * stride_om + offs_e[None, :] * stride_od
+    tl.store(out_ptrs, dx, mask=m_mask[:, None] & e_mask[None, :])
+
+
+# ---------------------------------------------------------------------------
+# Layer 2: launchers (check shapes, allocate, launch; never synchronise)
+# ---------------------------------------------------------------------------
+def _launch_fwd(Xc: Tensor, Yc: Tensor, xn: Tensor, yn: Tensor, V: Tensor, terms: list[Terms],
+                diag: int, precision: str) -> Tensor:
+    """(n, p) float32 K(Xc, Yc) @ V; Xc, Yc centred in the dot dtype, xn, yn their fp32 squared norms."""
+    n, d = Xc.shape
+    m, p = V.shape
+    assert Yc.shape == (m, d) and V.dtype == torch.float32 and xn.shape == (n,) and yn.shape == (m,)
+    block_p = _block(p, 8, MAX_BLOCK_P)
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), triton.cdiv(p, block_p))  # noqa: E731
+    total = None
+    for term in terms:
+        out = torch.full((n, p), float("nan"), dtype=torch.float32, device=Xc.device)
+        _kernel_matmul_fwd[grid](
+            Xc, Yc, xn, yn, V, out, n, m, d, p,
+            Xc.stride(0), Xc.stride(1), Yc.stride(0), Yc.stride(1), V.stride(0), V.stride(1),
+            out.stride(0), out.stride(1), **term.kwargs(), DIAG=diag, PRECISION=precision,
+            BLOCK_D=_block_d(d, Xc.dtype), BLOCK_P=block_p)
+        total = out if total is None else total.add_(out)
+    return total
+
+
+def _launch_bwd(Xc: Tensor, Yc: Tensor, xn: Tensor, yn: Tensor, A: Tensor, B: Tensor, terms: list[Terms],
+                diag: int, precision: str) -> Tensor:
+    """(n, d) float32 sum_j k'(t_ij) (A_i . B_j) dt_ij/dx_i; A (n, q) and B (m, q) float32."""
+    n, d = Xc.shape
+    m, q = B.shape
+    assert Yc.shape == (m, d) and A.shape == (n, q) and A.dtype == B.dtype == torch.float32
+    block_d = _block_d(d, Xc.dtype)
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), triton.cdiv(d, block_d))  # noqa: E731
+    total = None
+    for term in terms:
+        out = torch.full((n, d), float("nan"), dtype=torch.float32, device=Xc.device)
+        _kernel_matmul_bwd[grid](
+            Xc, Yc, xn, yn, A, B, out, n, m, d, q,
+            Xc.stride(0), Xc.stride(1), Yc.stride(0), Yc.stride(1), A.stride(0), A.stride(1),
+            B.stride(0), B.stride(1), out.stride(0), out.stride(1), **term.kwargs(), DIAG=diag,
+            PRECISION=precision, BLOCK_D=block_d, BLOCK_Q=_block(q, 8, MAX_BLOCK_Q))
+        total = out if total is None else total.add_(out)
+    return total
+
+
+def _prepare(X: Tensor, Y: Tensor | None, kernel: KernelSpec):
+    """Centred (distance kernels) contiguous copies in the dot dtype and their fp32 squared norms."""
+    Xc, Yc = _centre(X, None if Y is None else Y.to(X.dtype), kernel)  # fp32, pooled mean removed
+    Xc = Xc.to(X.dtype).contiguous()
+    Yc = Xc if Y is None else Yc.to(X.dtype).contiguous()
+    sq = lambda A: A.float().square().sum(1)  # noqa: E731  norms of the values the dot sees
+    xn = sq(Xc)
+    return Xc, Yc, xn, (xn if Y is None else sq(Yc))
+
+
+def _diag_mode(same: bool, exclude: bool, kernel: KernelSpec) -> int:
+    """0: nothing; 1: t_ii = 0 (one sample with itself, distance kernel); 2: pairs i == j dropped."""
+    if exclude:
+        return 2
+    return 1 if same and kernel.kind == "distance" else 0
+
+
+def _check(X: Tensor, Y: Tensor | None, V: Tensor | None, precision: str) -> None:
+    """Boundary checks of the engine functions (the estimators validate user input before)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"`precision` must be one of {PRECISIONS}, got {precision!r}")
+    for name, T in (("X", X), ("Y", Y), ("V", V)):
+        if T is None:
+            continue
+        if T.dtype not in DTYPES:
+            raise TypeError(f"`{name}` has dtype {T.dtype}; the Triton engine computes float32, float16 and "
+                            "bfloat16 (use backend='torch' for float64)")
+        if T.dim() != 2:
+            raise ValueError(f"`{name}` must be 2-D, got shape {tuple(T.shape)}")
+        if T.device != X.device:
+            raise ValueError(f"`{name}` is on {T.device} but `X` is on {X.device}")
+    if Y is not None and Y.shape[1] != X.shape[1]:
+        raise ValueError(f"`Y` must have d = {X.shape[1]} columns like `X`, got {Y.shape[1]}")
+    if V is not None and V.shape[0] != (X if Y is None else Y).shape[0]:
+        raise ValueError(f"`V` must have {(X if Y is None else Y).shape[0]} rows, got {V.shape[0]}")
+
+
+# ---------------------------------------------------------------------------
+# Layer 3: autograd Function
+# ---------------------------------------------------------------------------
+class _KernelMatmul(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, X, Y, V, kernel, exclude_diagonal, precision):
+        Xc, Yc, xn, yn = _prepare(X, Y, kernel)
+        Vf = V.detach().float().contiguous()
+        terms, diag = kernel_terms(kernel), _diag_mode(Y is None, exclude_diagonal, kernel)
+        out = _launch_fwd(Xc, Yc, xn, yn, Vf, terms, diag, precision)
+        ctx.save_for_backward(Xc, Yc, xn, yn, Vf)
+        ctx.terms, ctx.diag, ctx.precision, ctx.same = terms, diag, precision, Y is None
+        ctx.dtypes = (X.dtype, None if Y is None else Y.dtype, V.dtype)
+        return out.to(V.dtype)
+
+    @staticmethod
+    def backward(ctx, G):
+        Xc, Yc, xn, yn, Vf = ctx.saved_tensors
+        G = G.float().contiguous()
+        terms, diag, prec = ctx.terms, ctx.diag, ctx.precision
+        nx, ny, nv = ctx.needs_input_grad[:3]
+        gX = gY = gV = None
+        if ctx.same:
+            # x_i sits in both slots of k(x_i, x_j): c_ij = k'_ij (G_i . V_j + V_i . G_j)
+            if nx:
+                gX = _launch_bwd(Xc, Xc, xn, xn, torch.cat([G, Vf], 1), torch.cat([Vf, G], 1), terms, diag, prec)
+            if nv:
+                gV = _launch_fwd(Xc, Xc, xn, xn, G, terms, diag, prec)  # K.T G = K G
+        else:
+            if nx:
+                gX = _launch_bwd(Xc, Yc, xn, yn, G, Vf, terms, diag, prec)
+            if ny:
+                gY = _launch_bwd(Yc, Xc, yn, xn, Vf, G, terms, diag, prec)
+            if nv:
+                gV = _launch_fwd(Yc, Xc, yn, xn, G, terms, diag, prec)  # K.T G = K(Y, X) G
+        cast = lambda g, dt: None if g is None else g.to(dt)  # noqa: E731
+        dx, dy, dv = ctx.dtypes
+        return cast(gX, dx), cast(gY, dy), cast(gV, dv), None, None, None
+
+
+# ---------------------------------------------------------------------------
+# Layer 4: public functions
+# ---------------------------------------------------------------------------
+def kernel_matmul(X: Tensor, Y: Tensor | None, V: Tensor, kernel: KernelSpec,
+                  exclude_diagonal: bool = False, precision: str = "ieee") -> Tensor:
+    r"""K(X, Y) @ V with fused Triton kernels, differentiable in X, Y and V.
+
+    .. math:: \mathrm{out}_{ic} = \sum_j k(x_i, y_j) V_{jc}
+
+    Parameters
+    ----------
+    X : tensor (n, d), float32, float16 or bfloat16
+    Y : tensor (m, d) or None
+        None means Y = X (one sample with itself: pairs (i, i) get a distance
+        of exactly 0).
+    V : tensor (m, p)
+    kernel : KernelSpec
+        Gaussian, Laplace, Energy, RationalQuadratic, IMQ, Polynomial or a
+        Mixture of distance kernels (bandwidths set).
+    exclude_diagonal : bool
+        Drop the pairs i == j (U-statistics; Y None or len(X) == len(Y)).
+    precision : {"ieee", "tf32"}
+        "ieee" (default): float32 dots are exact fp32 (no tensor cores for
+        float32 input). "tf32": float32 dots on tensor cores with 10-bit
+        mantissas, for speed (GAN training). float16/bfloat16 distance tiles
+        always use tensor cores (exact products, fp32 accumulation); the
+        other dots (K @ V and the backward's) follow ``precision``.
+
+    Returns
+    -------
+    Tensor (n, p) in V's dtype.
+
+    Notes
+    -----
+    Same contract as :func:`mmdkit.kernels.blocked.kernel_matmul`. The data
+    are centred at the pooled mean for distance kernels; squared distances
+    are ``|x|^2 + |y|^2 - 2 x.y`` clamped at 0, accumulated in fp32. Cost
+    O(n m (d + p)) time, O((n + m)(d + p)) memory forward and backward (the
+    backward is two more sweeps: one per input of the kernel, plus one for V).
+    Measured error against float64 (under ``TRITON_INTERPRET=1``, tf32
+    emulated by rounding the dot operands, random normal data, d = 3 to 20):
+    float32/"ieee" ~1e-6 relative on kernel sums; "tf32" ~1e-3; float16
+    ~1e-3; bfloat16 ~1e-2 (see tests/test_triton.py).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from mmdkit.kernels import Gaussian
+    >>> from mmdkit.kernels.triton_engine import kernel_matmul  # CUDA tensors, or TRITON_INTERPRET=1
+    >>> X = torch.randn(50, 3)
+    >>> kernel_matmul(X, None, torch.ones(50, 1), Gaussian(bandwidth=1.0)).shape
+    torch.Size([50, 1])
+    """
+    _check(X, Y, V, precision)
+    kernel = kernel.resolve(X.shape[1])
+    return _KernelMatmul.apply(X, Y, V, kernel, bool(exclude_diagonal), precision)
+
+
+def block_sums(Z: Tensor, sizes: tuple[int, ...], kernel: KernelSpec,
+               exclude_diagonal: bool = False, precision: str = "ieee") -> Tensor:
+    r"""S[a, b] = sum over i in block a, j in block b of k(z_i, z_j), by Triton kernels.
+
+    Parameters
+    ----------
+    Z : tensor (N, d), float32, float16 or bfloat16
+        Consecutive blocks of rows (e.g. ``torch.cat([X, Y])``).
+    sizes : tuple of int
+        Block lengths, summing to N.
+    kernel : KernelSpec
+    exclude_diagonal : bool
+        Drop the pairs i == j (U-statistics).
+    precision : {"ieee", "tf32"}
+        As in :func:`kernel_matmul`.
+
+    Returns
+    -------
+    float64 tensor (p, p), p = len(sizes), differentiable in Z.
+
+    Notes
+    -----
+    ``K(Z, Z) @ E`` with E the (N, p) block-indicator matrix (one
+    :func:`kernel_matmul` sweep, fp32 row sums), then the rows are summed per
+    block in float64. Same contract as :func:`mmdkit.kernels.blocked.block_sums`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from mmdkit.kernels import Energy
+    >>> from mmdkit.kernels.triton_engine import block_sums  # CUDA tensors, or TRITON_INTERPRET=1
+    >>> block_sums(torch.tensor([[0.0], [3.0]]), (1, 1), Energy()).tolist()
+    [[0.0, -3.0], [-3.0, 0.0]]
+    """
+    _check(Z, None, None, precision)
+    sizes = tuple(int(s) for s in sizes)
+    if sum(sizes) != Z.shape[0] or any(s < 0 for s in sizes):
+        raise ValueError(f"`sizes` must be non-negative and sum to {Z.shape[0]}, got {sizes}")
+    bounds = [0]
+    for s in sizes:
+        bounds.append(bounds[-1] + s)
+    E = torch.zeros(Z.shape[0], len(sizes), dtype=torch.float32, device=Z.device)
+    for b in range(len(sizes)):
+        E[bounds[b]:bounds[b + 1], b] = 1.0
+    KE = kernel_matmul(Z, None, E, kernel, exclude_diagonal, precision)  # (N, p): row sums per block
+    return torch.stack([KE[bounds[a]:bounds[a + 1]].double().sum(0) for a in range(len(sizes))])

@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--instance-noise", type=float, default=0.0,
                    help="initial std of instance noise on the critic's inputs (annealed to 0 over --steps / 2)")
+    t.add_argument("--eval-samples", type=int, default=2500, help="generated points for the metrics")
     t.add_argument("--no-progress", action="store_true")
     b = sub.add_parser("bench", help="every loss on ring8 and grid25 for several seeds -> bench/GAN_RESULTS.md")
     b.add_argument("--losses", nargs="+", default=None, choices=sorted(LOSSES), help="default: all")
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out-md", default="bench/GAN_RESULTS.md")
     b.add_argument("--workdir", default=None, help="keep each run's metrics and PNGs here")
     b.add_argument("--note", default="", help="a line added under the header (e.g. why steps were cut)")
+    b.add_argument("--eval-samples", type=int, default=2500, help="generated points for the metrics")
     b.add_argument("--no-progress", action="store_true")
     return p
 
@@ -50,14 +52,16 @@ def main(argv=None) -> int:
         if args.instance_noise > 0:
             noise = InstanceNoise(args.instance_noise, max(1, args.steps // 2))
         m = train(args.loss, args.data, steps=args.steps, seed=args.seed, out=args.out,
-                  batch_size=args.batch_size, instance_noise=noise, progress=not args.no_progress)
+                  batch_size=args.batch_size, instance_noise=noise, progress=not args.no_progress,
+                  eval_samples=args.eval_samples)
         shown = {k: v for k, v in m.items() if k != "settings"}
         print(json.dumps(shown, indent=1, default=str))
         return 0
     from mmdkit.gan.bench import run_bench
     command = "python -m mmdkit.gan " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     run_bench(args.losses, tuple(args.data), tuple(args.seeds), args.steps, args.out_md, args.workdir,
-              command=command, progress=not args.no_progress, note=args.note)
+              command=command, progress=not args.no_progress, note=args.note,
+              eval_samples=args.eval_samples)
     return 0
 
 

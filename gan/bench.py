@@ -53,8 +53,8 @@ def _mean_sd(xs: list[float]) -> str:
 def format_table(results: dict, data: str) -> str:
     """Markdown table of one toy: ours (mean ± sd over seeds) then the published rows."""
     k = 8 if data == "ring8" else 25
-    lines = [f"| loss | modes (of {k}) | high quality % | reverse KL | mmd2_heldout | seconds | seeds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"| loss | modes (of {k}) | high quality % | reverse KL | mmd2_heldout | CPU s | wall s | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
     for loss, runs in results.items():
         runs = [r for r in runs if r["data"] == data]
         if not runs:
@@ -63,15 +63,16 @@ def format_table(results: dict, data: str) -> str:
                      f"| {_mean_sd([100 * r['high_quality'] for r in runs])} "
                      f"| {_mean_sd([r['reverse_kl'] for r in runs])} "
                      f"| {_mean_sd([r['mmd2_heldout'] for r in runs])} "
+                     f"| {_mean_sd([r['cpu_seconds'] for r in runs])} "
                      f"| {_mean_sd([r['seconds'] for r in runs])} | {len(runs)} |")
     for name, modes, hq, rkl in PUBLISHED.get(data, []):
-        lines.append(f"| *{name}* (published) | {modes} | {hq} | {'—' if rkl is None else rkl} | — | — | — |")
+        lines.append(f"| *{name}* (published) | {modes} | {hq} | {'—' if rkl is None else rkl} | — | — | — | — |")
     return "\n".join(lines)
 
 
 def run_bench(losses=None, datasets=("ring8", "grid25"), seeds=(0, 1, 2), steps: int = 3000,
               out_md: str | Path = "bench/GAN_RESULTS.md", workdir: str | Path | None = None,
-              command: str = "", progress: bool = True, note: str = "") -> dict:
+              command: str = "", progress: bool = True, note: str = "", eval_samples: int = 2500) -> dict:
     """Train every (loss, data, seed), write the Markdown table to ``out_md``; returns the raw results.
 
     Each run writes its metrics.json and PNGs under ``workdir/<loss>/<data>/seed<s>``
@@ -84,7 +85,7 @@ def run_bench(losses=None, datasets=("ring8", "grid25"), seeds=(0, 1, 2), steps:
         for data in datasets:
             for seed in seeds:
                 out = None if workdir is None else Path(workdir) / name / data / f"seed{seed}"
-                m = train(name, data, steps=steps, seed=seed, out=out, progress=progress)
+                m = train(name, data, steps=steps, seed=seed, out=out, progress=progress, eval_samples=eval_samples)
                 results[name].append(m)
                 print(f"{name:12s} {data:7s} seed {seed}: modes {m.get('modes_covered')} "
                       f"hq {m.get('high_quality', float('nan')):.3f} rkl {m.get('reverse_kl', float('nan')):.3g} "
@@ -100,10 +101,11 @@ def run_bench(losses=None, datasets=("ring8", "grid25"), seeds=(0, 1, 2), steps:
         f"({platform.processor() or platform.machine()}, torch {torch.__version__}, 1 torch thread per run); "
         f"{steps} generator steps, seeds {list(seeds)}, batch 256, total {total / 60:.1f} min.",
         "",
-        "Metrics on 2500 generated samples: a sample is *high quality* within 3 std of its nearest mode; "
+        f"Metrics on {eval_samples} generated samples: a sample is *high quality* within 3 std of its nearest mode; "
         "a mode is covered with >= 1 high-quality sample; reverse KL is KL(histogram of high-quality "
-        "samples over modes || uniform). Values are mean ± sd over seeds; `seconds` is training wall time "
-        "(2 CPU cores shared with other jobs, so times are inflated and noisy).",
+        "samples over modes || uniform). Values are mean ± sd over seeds; `CPU s` is the training process's CPU time "
+        "(one torch thread), `wall s` its wall time (2 CPU cores shared with other engineers' jobs, so wall "
+        "times are inflated and noisy; the CPU time is the comparable number).",
         "Published rows use the same data definitions but their own networks and step counts.",
     ]
     if note:

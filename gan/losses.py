@@ -130,6 +130,8 @@ class GANLoss:
         """The loss's name and settings, for metrics.json."""
         out = {"loss": self.name}
         for f in fields(self):
+            if f.name.startswith("_"):
+                continue
             v = getattr(self, f.name)
             out[f.name] = asdict(v) if hasattr(v, "__dataclass_fields__") else v
         return out
@@ -528,3 +530,219 @@ def get_loss(name: str, **kwargs) -> GANLoss:
     if name not in LOSSES:
         raise ValueError(f"`loss` must be one of {sorted(LOSSES)}, got {name!r}")
     return LOSSES[name](**kwargs)
+
+
+# --------------------------------------------------------------------------- issue 6: more IPMs and energies
+
+@dataclass
+class FisherGAN(GANLoss):
+    r"""Fisher GAN: an IPM whose critic is normalised by its second moment, by augmented Lagrangian.
+
+        E_hat = E_P f - E_Q f,   Omega_hat = 1/2 E_P f^2 + 1/2 E_Q f^2   (P real, Q fake),
+        L_F = E_hat + lambda (1 - Omega_hat) - rho / 2 (Omega_hat - 1)^2,
+
+    the critic maximises L_F (``critic_loss`` = -L_F), after each critic step the
+    multiplier takes a gradient-descent step on the constraint,
+    lambda <- lambda - rho dL_F/dlambda = lambda - rho (1 - Omega_hat), and the
+    generator minimises -E_Q f. Defaults: rho = 1e-6, lambda_0 = 0, Adam,
+    2 critic steps per generator step. ``lam`` is the running multiplier.
+
+    References
+    ----------
+    Mroueh & Sercu. Fisher GAN. NeurIPS 2017, Eq. 7 and Algorithm 1.
+    """
+
+    name: ClassVar[str] = "fisher-gan"
+    rho: float = 1e-6
+    lam: float = 0.0
+    n_critic: int = 2
+    lr_g: float = 2e-4
+    lr_c: float = 2e-4
+    _omega: float = field(default=1.0, repr=False)
+
+    def lagrangian(self, fr: Tensor, ff: Tensor) -> tuple[Tensor, Tensor]:
+        """(L_F, Omega_hat) from the critic values on real and fake points."""
+        e = fr.mean() - ff.mean()
+        omega = 0.5 * (fr ** 2).mean() + 0.5 * (ff ** 2).mean()
+        return e + self.lam * (1 - omega) - self.rho / 2 * (omega - 1) ** 2, omega
+
+    def critic_loss(self, critic, real, fake):
+        lf, omega = self.lagrangian(critic(real), critic(fake))
+        self._omega = float(omega.detach())
+        return -lf
+
+    def after_critic_step(self, critic, real, fake, step):
+        self.lam -= self.rho * (1 - self._omega)
+        return {"lambda": self.lam, "omega": self._omega}
+
+    def generator_loss(self, critic, real, fake):
+        return -critic(fake).mean()
+
+
+@dataclass
+class McGAN(GANLoss):
+    r"""McGAN: mean or covariance matching IPMs on a clipped feature map Phi (critic features).
+
+    ``form="mean"`` (default): IPM_mu,q = || E_P Phi - E_Q Phi ||_q (``q`` = 2);
+    ``form="cov"``: IPM_Sigma,k = sum of the top-k singular values of
+    Sigma_P - Sigma_Q, Sigma = E Phi Phi^T (uncentred, as in the paper), which is
+    max over orthonormal U, V (m x k) of Tr(U^T (Sigma_P - Sigma_Q) V), attained
+    at the top-k singular vectors (computed exactly with an SVD here instead of
+    the paper's projected updates of U and V).
+    The critic maximises the IPM (``critic_loss`` = -IPM), the generator minimises
+    it; critic weights are clipped to [-0.01, 0.01]; RMSProp, 5 critic steps.
+
+    References
+    ----------
+    Mroueh, Sercu, Goel. McGan: mean and covariance feature matching GAN.
+    ICML 2017, Eqs. 4 and 10.
+    """
+
+    name: ClassVar[str] = "mcgan"
+    critic_type: ClassVar[str] = "features"
+    form: str = "mean"
+    q: float = 2.0
+    k: int = 4
+    critic_dim: int = 16
+    n_critic: int = 5
+    optimizer: str = "rmsprop"
+    lr_g: float = 5e-4
+    lr_c: float = 5e-4
+    clip: WeightClip | None = field(default_factory=lambda: WeightClip(0.01))
+
+    def __post_init__(self):
+        if self.form not in ("mean", "cov"):
+            raise ValueError(f"`form` must be 'mean' or 'cov', got {self.form!r}")
+
+    def ipm(self, hr: Tensor, hf: Tensor) -> Tensor:
+        """The chosen IPM between the feature samples hr (real) and hf (fake)."""
+        if self.form == "mean":
+            return torch.linalg.vector_norm(hr.mean(0) - hf.mean(0), ord=self.q)
+        diff = hr.T @ hr / hr.shape[0] - hf.T @ hf / hf.shape[0]  # (m, n) @ (n, m) -> (m, m)
+        return torch.linalg.svdvals(diff)[: self.k].sum()
+
+    def critic_loss(self, critic, real, fake):
+        return -self.ipm(critic(real), critic(fake))
+
+    def generator_loss(self, critic, real, fake):
+        return self.ipm(critic(real), critic(fake))
+
+    def critic_function(self, critic, real, fake):
+        """x -> <Phi(x), (mu_P - mu_Q)>: the mean-matching witness direction (also shown for cov)."""
+        v = (critic(real).mean(0) - critic(fake).mean(0)).detach()
+        return lambda x: critic(x) @ v
+
+
+@dataclass
+class BEGAN(GANLoss):
+    r"""Boundary-equilibrium GAN: autoencoder critic with L1 reconstruction energy L(v) = mean |v - D(v)|.
+
+        L_D = L(x) - k_t L(G(z_D)),   L_G = L(G(z_G)),
+        k_{t+1} = clip(k_t + lambda_k (gamma L(x) - L(G(z_G))), 0, 1),
+        M_global = L(x) + |gamma L(x) - L(G(z_G))|   (the convergence measure),
+
+    gamma = 0.5, lambda_k = 1e-3, k_0 = 0 (the paper's values). Here k and
+    M_global are updated after each critic step from that step's batches
+    (L(G(z)) of the critic's fake batch stands for L(G(z_G))); the trainer
+    writes the last ``k`` and ``m_global`` into metrics.json.
+
+    References
+    ----------
+    Berthelot, Schumm, Metz. BEGAN: boundary equilibrium generative
+    adversarial networks. arXiv:1703.10717 (2017), Eqs. 4-5 and Sec. 3.4.
+    """
+
+    name: ClassVar[str] = "began"
+    critic_type: ClassVar[str] = "autoencoder"
+    critic_dim: int = 16
+    gamma: float = 0.5
+    lambda_k: float = 1e-3
+    k: float = 0.0
+    lr_g: float = 1e-4
+    lr_c: float = 1e-4
+    _last: tuple[float, float] = field(default=(0.0, 0.0), repr=False)
+
+    def critic_loss(self, critic, real, fake):
+        lr = reconstruction_energy(critic, real, p=1)[0].mean()
+        lf = reconstruction_energy(critic, fake, p=1)[0].mean()
+        self._last = (float(lr.detach()), float(lf.detach()))
+        return lr - self.k * lf
+
+    def after_critic_step(self, critic, real, fake, step):
+        lr, lf = self._last
+        self.k = min(1.0, max(0.0, self.k + self.lambda_k * (self.gamma * lr - lf)))
+        return {"k": self.k, "m_global": self.m_global(lr, lf)}
+
+    def m_global(self, l_real: float, l_fake: float) -> float:
+        """M_global = L(x) + |gamma L(x) - L(G(z))|."""
+        return l_real + abs(self.gamma * l_real - l_fake)
+
+    def generator_loss(self, critic, real, fake):
+        return reconstruction_energy(critic, fake, p=1)[0].mean()
+
+    def critic_function(self, critic, real, fake):
+        return lambda x: -reconstruction_energy(critic, x, p=1)[0]
+
+
+@dataclass
+class MAGAN(EBGAN):
+    r"""Margin-adaptation GAN: EBGAN's hinge with a margin set from the data and shrinking.
+
+        L_C = E D(x) + E max(0, m - D(G z)),   L_G = E D(G z),
+
+    D the squared reconstruction energy of :class:`EBGAN` (no pull-away term).
+    The margin starts at the mean real energy of the first critic batch
+    (the paper first pre-trains the autoencoder on real data; here the first
+    ``warmup`` critic steps train it with m = 0, i.e. on real data only, and
+    then m is set) and after every ``update_every`` critic steps is lowered to
+    the window's mean real energy E_real when E_real < m and the window's total
+    real energy is below its total fake energy (S_real < S_fake): m never grows.
+
+    References
+    ----------
+    Wang, Zhang, Lang. MAGAN: margin adaptation for generative adversarial
+    networks. arXiv:1704.03817 (2017), Algorithm 1.
+    """
+
+    name: ClassVar[str] = "magan"
+    pt_weight: float = 0.0
+    warmup: int = 100
+    update_every: int = 50
+    margin: float = 0.0
+    _calls: int = field(default=0, repr=False)
+    _window: list = field(default_factory=lambda: [0.0, 0.0, 0], repr=False)
+    _batch: tuple[float, float] = field(default=(0.0, 0.0), repr=False)
+
+    @property
+    def m(self) -> float:
+        return self.margin
+
+    def critic_loss(self, critic, real, fake):
+        er, _ = reconstruction_energy(critic, real)
+        ef, _ = reconstruction_energy(critic, fake)
+        self._batch = (float(er.detach().mean()), float(ef.detach().mean()))
+        return er.mean() + F.relu(self.m - ef).mean()
+
+    def after_critic_step(self, critic, real, fake, step):
+        self._calls += 1
+        e_real, e_fake = self._batch
+        if self._calls == self.warmup:
+            self.margin = e_real
+        elif self._calls > self.warmup:
+            w = self._window
+            w[0] += e_real
+            w[1] += e_fake
+            w[2] += 1
+            if w[2] == self.update_every:
+                mean_real = w[0] / w[2]
+                if mean_real < self.margin and w[0] < w[1]:
+                    self.margin = mean_real
+                self._window = [0.0, 0.0, 0]
+        return {"margin": self.margin}
+
+    def generator_loss(self, critic, real, fake):
+        return reconstruction_energy(critic, fake)[0].mean()
+
+
+LOSSES.update({c.name: c for c in (FisherGAN, McGAN, BEGAN, MAGAN)})
+__all__ += ["FisherGAN", "McGAN", "BEGAN", "MAGAN"]

@@ -44,7 +44,8 @@ def _set_scale(loss: GANLoss, data: ToyData) -> None:
 
 def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000, seed: int = 0,
           out: str | Path | None = None, batch_size: int = 256, instance_noise: InstanceNoise | None = None,
-          snapshots: int = 6, progress: bool = True, threads: int | None = 1) -> dict:
+          snapshots: int = 6, progress: bool = True, threads: int | None = 1,
+          eval_samples: int = EVAL_SAMPLES, lr_decay: str = "linear") -> dict:
     """Train a generator on a toy data set with ``loss``; returns (and writes) the metrics.
 
     Parameters
@@ -58,18 +59,23 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     out : folder for metrics.json, samples.png, critic.png, losses.png (None: no files)
     batch_size : real points per step (fake points: ``loss.fake_batches`` times that)
     instance_noise : optional :class:`~mmdkit.gan.constraints.InstanceNoise` on the critic's inputs
+    lr_decay : "linear" (default: both learning rates decay linearly to 0 at the last
+        generator step, the same schedule for every loss) or "none"
     snapshots : how many sample snapshots over time go into samples.png
     progress : show a tqdm progress bar
+    eval_samples : generated points the metrics use (2500, the benchmark tables' count;
+        smaller only for quick checks)
     threads : torch intra-op threads for this run (default 1: small MLPs gain nothing from more,
         and oversubscribed cores on a shared machine slow them ~20x; None: leave as is)
 
     Returns
     -------
     dict with the metrics of :func:`mmdkit.gan.metrics.evaluate` on
-    2500 samples (``modes_covered``, ``high_quality``, ``reverse_kl`` for
+    ``eval_samples`` samples (``modes_covered``, ``high_quality``, ``reverse_kl`` for
     mixtures, ``mmd2_heldout``, ``kid``), ``mmd2_heldout_init`` (before
-    training), ``steps``, ``seconds`` (training time, without the evaluation
-    and plots), ``seed``, ``data``, ``batch_size`` and ``settings`` (the loss's).
+    training), ``steps``, ``seconds`` (training wall time, without the evaluation
+    and plots), ``cpu_seconds`` (CPU time of this process over the same span:
+    the fair number on a shared machine), ``seed``, ``data``, ``batch_size`` and ``settings`` (the loss's).
 
     Examples
     --------
@@ -93,18 +99,23 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
         C = make_critic(loss)
     opt_g = make_optimizer(loss, G.parameters(), loss.lr_g)
     opt_c = make_optimizer(loss, C.parameters(), loss.lr_c) if C is not None else None
+    if lr_decay not in ("linear", "none"):
+        raise ValueError(f"`lr_decay` must be 'linear' or 'none', got {lr_decay!r}")
+    decay = (lambda s: max(0.0, 1.0 - s / steps)) if lr_decay == "linear" else (lambda s: 1.0)
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, decay) for o in (opt_g, opt_c) if o is not None]
     eval_g = torch.Generator().manual_seed(10_000 + seed)
-    z_eval = torch.randn(EVAL_SAMPLES, G.z_dim, generator=eval_g)
+    z_eval = torch.randn(eval_samples, G.z_dim, generator=eval_g)
     with torch.no_grad():
         init = evaluate(G(z_eval), data, torch.Generator().manual_seed(20_000 + seed))
     snap_at = sorted({int(round(s)) for s in torch.linspace(0, steps, snapshots).tolist()})
     snaps, history = {}, {"step": [], "critic": [], "generator": []}
     nf = batch_size * loss.fake_batches
     feed = (lambda x, s: instance_noise(x, s, g)) if instance_noise is not None else (lambda x, s: x)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     bar = tqdm(range(steps + 1), desc=f"{loss.name} {data.name} seed {seed}", disable=not progress,
                mininterval=1.0)
     lc = torch.zeros(())
+    state: dict = {}
     for step in bar:
         if step in snap_at:
             with torch.no_grad():
@@ -125,7 +136,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
                 opt_c.step()
                 if loss.clip is not None:
                     loss.clip(C)
-                loss.after_critic_step(C, r, f, step)
+                state = loss.after_critic_step(C, r, f, step)
         real = data.sample(batch_size, g)
         fake = G.sample(nf, g)
         if C is not None:
@@ -135,6 +146,8 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
         opt_g.zero_grad(set_to_none=True)
         lg.backward()
         opt_g.step()
+        for sch in scheds:
+            sch.step()
         if C is not None:
             for p in C.parameters():
                 p.requires_grad_(True)
@@ -144,12 +157,14 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
             history["generator"].append(float(lg.detach()))
             if step % 200 == 0:
                 bar.set_postfix(critic=f"{float(lc.detach()):.3g}", gen=f"{float(lg.detach()):.3g}")
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     with torch.no_grad():
         samples = G(z_eval)
     metrics = evaluate(samples, data, torch.Generator().manual_seed(20_000 + seed))
     metrics.update({"mmd2_heldout_init": init["mmd2_heldout"], "steps": steps, "seconds": seconds,
-                    "seed": seed, "data": data.name, "batch_size": batch_size,
+                    "cpu_seconds": cpu_seconds,
+                    "seed": seed, "data": data.name, "batch_size": batch_size, "eval_samples": eval_samples,
+                    "lr_decay": lr_decay, "loss_state": state,
                     "instance_noise": None if instance_noise is None else vars(instance_noise),
                     "settings": loss.settings()})
     if out is not None:

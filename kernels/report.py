@@ -9,7 +9,8 @@ for tensor-core instructions (``mma`` / ``wgmma``). It prints a table, or with
 ``--json`` a list of objects; the exit status is 1 if any variant spills.
 
 Options ``--kernels``, ``--dtypes``, ``--precisions``, ``--directions`` and
-``--archs`` select a subset; ``--jobs`` compiles in parallel processes.
+``--archs`` select a subset; ``--jobs`` compiles in parallel processes;
+``--quiet`` prints a one-line summary (and any spilling variant).
 """
 from __future__ import annotations
 
@@ -121,15 +122,35 @@ def _run(args) -> dict:
     return compile_variant(*args)
 
 
+def _code(kernel: str) -> tuple:
+    """What decides the generated code of a kernel (ids, degree, dot); rq and imq share theirs."""
+    from mmdkit.kernels.triton_engine import kernel_terms
+    (terms,) = kernel_terms(_spec(kernel))
+    return terms.kinds, terms.degree, terms.dot
+
+
 def report(kernels=REPORT_KERNELS, dtypes=REPORT_DTYPES, precisions=REPORT_PRECISIONS,
            directions=REPORT_DIRECTIONS, archs=REPORT_ARCHS, jobs: int = 1) -> list[dict]:
-    """Report rows for every selected variant (compiled in ``jobs`` processes)."""
-    todo = [(k, dr, dt, p, a) for k in kernels for dt in dtypes for p in precisions for dr in directions
-            for a in archs]
+    """Report rows for every selected variant (compiled in ``jobs`` processes).
+
+    Kernels whose generated code is identical (rq and imq: one id, different parameters) are
+    compiled once and reported under each name, with ``same_code_as`` naming the compiled one.
+    """
+    first = {}
+    for k in kernels:
+        first.setdefault(_code(k), k)
+    todo = [(k, dr, dt, p, a) for k in dict.fromkeys(first.values()) for dt in dtypes for p in precisions
+            for dr in directions for a in archs]
     if jobs <= 1:
-        return [_run(t) for t in todo]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(_run, todo))
+        rows = [_run(t) for t in todo]
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            rows = list(pool.map(_run, todo))
+    out = []
+    for k in kernels:
+        src = first[_code(k)]
+        out += [{**r, "kernel": k, **({"same_code_as": src} if src != k else {})} for r in rows if r["kernel"] == src]
+    return out
 
 
 def format_table(rows: list[dict]) -> str:
@@ -151,14 +172,23 @@ def main(argv=None) -> int:
     ap.add_argument("--directions", nargs="+", default=REPORT_DIRECTIONS, choices=REPORT_DIRECTIONS)
     ap.add_argument("--archs", nargs="+", type=int, default=REPORT_ARCHS, choices=REPORT_ARCHS)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compile processes")
+    ap.add_argument("--quiet", action="store_true", help="print a one-line summary and the spilling variants only")
     args = ap.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         print("unset TRITON_INTERPRET: the report compiles real GPU code", file=sys.stderr)
         return 2
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     rows = report(args.kernels, args.dtypes, args.precisions, args.directions, args.archs, args.jobs)
-    print(json.dumps(rows, indent=1) if args.json else format_table(rows))
     spills = [r for r in rows if r["spill_bytes"]]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif args.quiet:
+        print(f"compile report: {len(rows)} variants, max {max(r['registers'] for r in rows)} registers, "
+              f"{len(spills)} spilling, tensor cores in {sum(r['tensor_cores'] for r in rows)}")
+        if spills:
+            print(format_table(spills))
+    else:
+        print(format_table(rows))
     if spills:
         print(f"{len(spills)} variant(s) spill registers", file=sys.stderr)
     return 1 if spills else 0

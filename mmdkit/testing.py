@@ -11,9 +11,11 @@ Z with a zero diagonal, T = K0 @ E and the row sums r = K0 1 give, per column,
     MMD_u^2 = q / (n m)^2 + Sxx / (n^2 (n - 1)) + Syy / (m^2 (m - 1)),
     energy V-statistic = q / (n m)^2   (the energy kernel -||x - y|| has k(z, z) = 0),
 
-so a batch of B permutations costs one (N x N) @ (N x B) product. K0 is built
-once (from the engine's tile functions) when it fits ``memory_budget``;
-otherwise it is streamed tile by tile, O(N B) memory, never N^2.
+so a batch of B permutations costs one (N x N) @ (N x B) product -- half of
+one, since K0 is symmetric and q = 2 e' U e with U its strictly upper part.
+The upper tiles of K0 come from the engine's tile function; they are kept
+when they fit ``memory_budget`` ("dense") and recomputed every batch
+otherwise ("streamed": one tile plus O(N B) memory, never N^2).
 """
 from __future__ import annotations
 
@@ -192,51 +194,76 @@ def _kernel_tiles(L: Tensor, R: Tensor, specs: list[KernelSpec], diagonal: int |
 
 
 class _KernelOperator:
-    """E -> [K0_s @ E for each spec] on the pooled sample, dense or streamed."""
+    """E -> (q_s, r_s) per spec: q_s = diag(E' K0_s E) and the row sums r_s = K0_s 1, in float64.
+
+    The torch engine works on the upper tiles of K0 only, q = 2 sum_i e_i (U e)_i
+    with U the strictly upper part: half the products of K0 @ E. "dense" keeps
+    those tiles (built once, within ``memory_budget``); "streamed" recomputes
+    them every batch, so memory is one tile plus O(N B). Other engines (Triton)
+    stream the full product through their own ``kernel_matmul``.
+    """
 
     def __init__(self, Z: Tensor, specs: list[KernelSpec], backend: str, memory_budget: int):
         self.name, self.engine = choose_backend(backend, Z.device)
         self.Z, self.specs = Z, specs
         self.dtype = compute_dtype(Z.dtype)
         N, item = Z.shape[0], torch.finfo(self.dtype).bits // 8
-        self.method = "dense" if self.name == "torch" and (len(specs) + 1) * N * N * item <= memory_budget \
+        self.rows = blocked._ranges(N, blocked.TILE_SYM)
+        upper = sum(((i1 - i0) * (N - i0) for i0, i1 in self.rows))  # entries in the upper tiles
+        self.method = "dense" if self.name == "torch" and len(specs) * upper * item <= memory_budget \
             else "streamed"
-        self.tiles = 1
-        if self.method == "dense" or self.name == "torch":
+        self.tiles = len(self.rows) * (len(self.rows) + 1) // 2 if self.name == "torch" else 1
+        self.r = self.cache = None
+        if self.name == "torch":
             Zc, _ = blocked._centre(Z, None, specs[0])
             self.L, self.R = blocked._factors(Zc, Zc, specs[0].kind)
         if self.method == "dense":
-            self.K = list(_kernel_tiles(self.L, self.R, specs, 0))
-        elif self.name == "torch":
-            self.rows = blocked._ranges(N, blocked.TILE_SYM)
-            self.tiles = len(self.rows) * (len(self.rows) + 1) // 2
+            self.r = [torch.zeros(N, dtype=torch.float64, device=Z.device) for _ in specs]
+            self.cache = list(self._upper_tiles(self.r))
 
-    def __call__(self, E: Tensor, tick: Callable[[int], None]) -> list[Tensor]:
-        E = E.to(device=self.Z.device, dtype=self.dtype)
-        B, S = E.shape[1], len(self.specs)
-        if self.method == "dense":
-            out = []
-            for K in self.K:
-                out.append(K @ E)  # (N, N) @ (N, B) -> (N, B)
-                tick(B)
-            return out
-        if self.name != "torch":  # the engine's own symmetric sweep, one spec at a time
-            out = []
-            for spec in self.specs:
-                out.append(self.engine.kernel_matmul(self.Z, None, E, spec, exclude_diagonal=True))
-                tick(B)
-            return out
-        # blocked sweep over the upper tiles, the distance tile computed once for all specs
-        out = [torch.zeros_like(E) for _ in range(S)]
+    def _upper_tiles(self, r: list[Tensor] | None):
+        """Yield (i0, i1, j0, j1, [U_s tile]) over the upper tiles; adds the row sums of K0 to r."""
         for a, (i0, i1) in enumerate(self.rows):
             for j0, j1 in self.rows[a:]:
-                ks = _kernel_tiles(self.L[i0:i1], self.R[j0:j1], self.specs, 0 if i0 == j0 else None)
-                for o, k in zip(out, ks):
-                    o[i0:i1].addmm_(k, E[j0:j1])  # (BM, BN) @ (BN, B) -> (BM, B)
-                    if j0 != i0:
-                        o[j0:j1].addmm_(k.T, E[i0:i1])
-            tick(B * S * (len(self.rows) - a))
-        return out
+                ks = list(_kernel_tiles(self.L[i0:i1], self.R[j0:j1], self.specs, 0 if i0 == j0 else None))
+                for s, k in enumerate(ks):
+                    if i0 == j0:
+                        k.triu_(1)  # strictly upper: each unordered pair once
+                    if r is not None:  # K0 = U + U': row sums are U's row and column sums
+                        r[s][i0:i1] += k.sum(1, dtype=torch.float64)
+                        r[s][j0:j1] += k.sum(0, dtype=torch.float64)
+                yield i0, i1, j0, j1, ks
+
+    def __call__(self, E: Tensor, tick: Callable[[int], None]) -> tuple[list[Tensor], list[Tensor]]:
+        E = E.to(device=self.Z.device, dtype=self.dtype)
+        B, N = E.shape[1], E.shape[0]
+        if self.name != "torch":  # the engine's own symmetric sweep; column 0 = 1 gives the row sums
+            E1 = torch.cat([torch.ones(N, 1, dtype=E.dtype, device=E.device), E], 1)
+            qs, rs = [], []
+            for spec in self.specs:
+                T = self.engine.kernel_matmul(self.Z, None, E1, spec, exclude_diagonal=True)
+                rs.append(T[:, 0].to(torch.float64))
+                qs.append((E * T[:, 1:]).sum(0, dtype=torch.float64))
+            tick(B)
+            return qs, rs
+        fresh = None
+        if self.r is None:  # streamed: the row sums come with the first sweep
+            fresh = [torch.zeros(N, dtype=torch.float64, device=E.device) for _ in self.specs]
+        qs = [torch.zeros(B, dtype=torch.float64, device=E.device) for _ in self.specs]
+        acc: list[Tensor] = []
+        row = None
+        for i0, i1, j0, j1, ks in (self.cache or self._upper_tiles(fresh)):
+            if (i0, i1) != row:
+                for q, A in zip(qs, acc):  # finish block row: q += sum_i e_i (U e)_i
+                    q += (E[row[0]:row[1]] * A).sum(0, dtype=torch.float64)
+                row, acc = (i0, i1), [torch.zeros(i1 - i0, B, dtype=E.dtype, device=E.device) for _ in ks]
+            for A, k in zip(acc, ks):
+                A.addmm_(k, E[j0:j1])  # (BM, BN) @ (BN, B) -> (BM, B)
+            tick(B)
+        for q, A in zip(qs, acc):
+            q += (E[row[0]:row[1]] * A).sum(0, dtype=torch.float64)
+        self.r = self.r or fresh
+        return [2 * q for q in qs], self.r
 
 
 class _Progress:
@@ -279,34 +306,29 @@ def _null(Z: Tensor, n: int, m: int, specs: list[KernelSpec], stat, gen, count: 
     op = _KernelOperator(Z, specs, backend, memory_budget)
     item = torch.finfo(op.dtype).bits // 8
     if batch is None:
-        batch = max(16, _LABEL_BYTES // ((len(specs) + 1) * N * item))
-    batch = min(batch, count + 2)
-    bar = _Progress((count + 2) * len(specs) * op.tiles, len(specs) * op.tiles, progress, desc)
+        batch = max(16, _LABEL_BYTES // (2 * N * item))
+    batch = min(batch, count + 1)
+    bar = _Progress((count + 1) * op.tiles, op.tiles, progress, desc)
     draws = _x_indices(gen, n, N, count, exact)
-    identity = torch.tensor([float(m)] * n + [float(-n)] * m, dtype=torch.float64)[:, None]
+    identity = torch.tensor([float(m)] * n + [float(-n)] * m, dtype=op.dtype)[:, None]
     observed = np.empty(len(specs))
     null = np.empty((len(specs), count))
-    r: list[Tensor] = []
-    done = 0
+    done, first = 0, True
     try:
-        while done < count or not r:
-            take = min(count - done, batch - (0 if r else 2))
-            E = _labels([next(draws) for _ in range(max(take, 0))], n, m, op.dtype)
-            if not r:  # first batch: [1, identity, permutations...]; column 0 gives r = K0 1
-                E = torch.cat([torch.ones(N, 1, dtype=op.dtype), identity.to(op.dtype), E], 1)
-            Ed = E.to(device=Z.device)
-            Ts = op(Ed, bar)
-            first = not r
-            for s, T in enumerate(Ts):
+        while first or done < count:
+            take = min(count - done, batch - first)
+            E = _labels([next(draws) for _ in range(take)], n, m, op.dtype)
+            if first:  # the identity labelling goes through the same product as the permutations
+                E = torch.cat([identity, E], 1)
+            E = E.to(device=Z.device)
+            qs, rs = op(E, bar)
+            for s, (q, r) in enumerate(zip(qs, rs)):
+                u = E.to(torch.float64).T @ r
+                values = stat(q, u, r.sum()).cpu().numpy()
                 if first:
-                    r.append(T[:, 0].to(torch.float64))
-                q = (Ed * T).sum(0, dtype=torch.float64)
-                u = Ed.to(torch.float64).T @ r[s]
-                values = stat(q, u, r[s].sum()).cpu().numpy()
-                if first:
-                    observed[s], values = values[1], values[2:]
-                null[s, done:done + len(values)] = values
-            done += max(take, 0)
+                    observed[s], values = values[0], values[1:]
+                null[s, done:done + take] = values
+            done, first = done + take, False
     finally:
         bar.close()
     return observed, null, op

@@ -197,23 +197,28 @@ def test_same_pvalue_on_the_triton_backend():
     np.testing.assert_allclose(a.null_distribution, b.null_distribution, rtol=1e-4, atol=1e-6)
 
 
-def test_dense_and_streamed_operators_equal_the_engine_and_the_reference():
-    """The dense K0 and the streamed sweep (several tiles, ragged edge) against
-    kernel_matmul and the dense float64 reference."""
+@pytest.mark.parametrize("d", [2, 3], ids=["d2-direct", "d3-matmul"])
+def test_dense_and_streamed_operators_equal_the_engine_and_the_reference(d):
+    """Quadratic forms diag(E' K0 E) and row sums K0 1 from the dense tiles and the
+    streamed sweep (several tiles, a ragged edge, two batches) against kernel_matmul
+    and the dense float64 reference."""
     g = torch.Generator().manual_seed(0)
-    Z = torch.randn(1000, 3, generator=g, dtype=torch.float64)
-    E = torch.randn(1000, 5, generator=g, dtype=torch.float64)
+    Z = torch.randn(1000, d, generator=g, dtype=torch.float64)
+    batches = [torch.randn(1000, 5, generator=g, dtype=torch.float64) for _ in range(2)]
     specs = [Gaussian(bandwidth=h) for h in (0.5, 1.0, 3.0)]
     dense = _KernelOperator(Z, specs, "torch", 2**40)
     streamed = _KernelOperator(Z, specs, "torch", 0)
     assert dense.method == "dense" and streamed.method == "streamed" and streamed.tiles > 1
-    Td, Ts = dense(E, lambda k: None), streamed(E, lambda k: None)
-    for spec, a, b in zip(specs, Td, Ts):
-        engine = blocked.kernel_matmul(Z, None, E, spec, exclude_diagonal=True)
-        K = kernel_matrix(Z, Z, spec).fill_diagonal_(0)
-        torch.testing.assert_close(a, K @ E, rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(b, K @ E, rtol=1e-10, atol=1e-10)
-        torch.testing.assert_close(b, engine, rtol=1e-12, atol=1e-10)
+    for E in batches:
+        (qd, rd), (qs, rs) = dense(E, lambda k: None), streamed(E, lambda k: None)
+        for s, spec in enumerate(specs):
+            T = blocked.kernel_matmul(Z, None, E, spec, exclude_diagonal=True)
+            K = kernel_matrix(Z, Z, spec).fill_diagonal_(0)
+            q_ref, r_ref = (E * (K @ E)).sum(0), K.sum(1)
+            for q, r in ((qd[s], rd[s]), (qs[s], rs[s])):
+                torch.testing.assert_close(q, q_ref, rtol=1e-10, atol=1e-9)
+                torch.testing.assert_close(q, (E * T).sum(0), rtol=1e-10, atol=1e-9)
+                torch.testing.assert_close(r, r_ref, rtol=1e-12, atol=1e-10)
 
 
 # -- MMDAgg ---------------------------------------------------------------------------

@@ -138,13 +138,14 @@ def mmd2_linear(X, Y, kernel="gaussian", bandwidth=None, backend: str = "auto"):
 def _abs_pair_sum_1d(a: Tensor) -> Tensor:
     """sum_{i<j} |a_i - a_j| = sum_i a_i (#{a_j < a_i} - #{a_j > a_i}), counts by sorting.
 
-    Tied points get the same coefficient, so their gradient follows the
-    package's convention (|x - y| has slope 0 at x = y) like the blocked path.
+    Tied points share one coefficient, so their gradient follows the package's
+    convention (|x - y| has slope 0 at x = y) like the blocked path.
     """
-    s = torch.sort(a.detach()).values
-    less = torch.searchsorted(s, a.detach(), right=False)
-    greater = s.shape[0] - torch.searchsorted(s, a.detach(), right=True)
-    return (a * (less - greater).to(a.dtype)).sum()
+    s, _ = torch.sort(a)
+    _, group, counts = torch.unique_consecutive(s.detach(), return_inverse=True, return_counts=True)
+    below = counts.cumsum(0) - counts  # points strictly below each tie group
+    coef = (2 * below + counts - s.shape[0])[group]  # below - above
+    return (s * coef.to(s.dtype)).sum()
 
 
 def energy_distance(X, Y, unbiased: bool = False, exponent: float = 1.0, backend: str = "auto"):

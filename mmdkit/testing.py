@@ -194,13 +194,14 @@ def _kernel_tiles(L: Tensor, R: Tensor, specs: list[KernelSpec], diagonal: int |
 
 
 class _KernelOperator:
-    """E -> (q_s, r_s) per spec: q_s = diag(E' K0_s E) and the row sums r_s = K0_s 1, in float64.
+    """E -> per spec (q, u, S) in float64: q = diag(E' K0 E), u = E' K0 1, S = 1' K0 1.
 
-    The torch engine works on the upper tiles of K0 only, q = 2 sum_i e_i (U e)_i
-    with U the strictly upper part: half the products of K0 @ E. "dense" keeps
-    those tiles (built once, within ``memory_budget``); "streamed" recomputes
-    them every batch, so memory is one tile plus O(N B). Other engines (Triton)
-    stream the full product through their own ``kernel_matmul``.
+    The torch engine works on the upper tiles of K0 only: with U the strictly
+    upper part, K0 = U + U', so q = 2 sum_i e_i (U e)_i and u = e' (U 1) + 1' (U e)
+    -- half the products of K0 @ E, and U 1 is one more column of the first
+    batch. "dense" keeps the tiles (built once, within ``memory_budget``);
+    "streamed" recomputes them every batch (one tile plus O(N B) memory).
+    Other engines (Triton) stream the full product through their ``kernel_matmul``.
     """
 
     def __init__(self, Z: Tensor, specs: list[KernelSpec], backend: str, memory_budget: int):
@@ -213,72 +214,78 @@ class _KernelOperator:
         self.method = "dense" if self.name == "torch" and len(specs) * upper * item <= memory_budget \
             else "streamed"
         self.tiles = len(self.rows) * (len(self.rows) + 1) // 2 if self.name == "torch" else 1
-        self.r = self.cache = None
+        self.u1 = self.cache = None  # U 1 per spec, from the first call
         if self.name == "torch":
             Zc, _ = blocked._centre(Z, None, specs[0])
             self.L, self.R = blocked._factors(Zc, Zc, specs[0].kind)
         if self.method == "dense":
-            self.r = [torch.zeros(N, dtype=torch.float64, device=Z.device) for _ in specs]
-            self.cache = list(self._upper_tiles(self.r))
+            self.cache = list(self._upper_tiles())
 
-    def _upper_tiles(self, r: list[Tensor] | None):
-        """Yield (i0, i1, j0, j1, [U_s tile]) over the upper tiles; adds the row sums of K0 to r."""
+    def _upper_tiles(self):
+        """Yield (i0, i1, j0, j1, [tile of U_s]) over the upper tiles, diagonal tiles strictly upper."""
         for a, (i0, i1) in enumerate(self.rows):
             for j0, j1 in self.rows[a:]:
                 ks = list(_kernel_tiles(self.L[i0:i1], self.R[j0:j1], self.specs, 0 if i0 == j0 else None))
-                for s, k in enumerate(ks):
-                    if i0 == j0:
-                        k.triu_(1)  # strictly upper: each unordered pair once
-                    if r is not None:  # K0 = U + U': row sums are U's row and column sums
-                        r[s][i0:i1] += k.sum(1, dtype=torch.float64)
-                        r[s][j0:j1] += k.sum(0, dtype=torch.float64)
+                if i0 == j0:
+                    for k in ks:
+                        k.triu_(1)  # each unordered pair once
                 yield i0, i1, j0, j1, ks
 
-    def __call__(self, E: Tensor, tick: Callable[[int], None]) -> tuple[list[Tensor], list[Tensor]]:
+    def __call__(self, E: Tensor, tick: Callable[[int], None]):
         E = E.to(device=self.Z.device, dtype=self.dtype)
-        B, N = E.shape[1], E.shape[0]
-        if self.name != "torch":  # the engine's own symmetric sweep; column 0 = 1 gives the row sums
-            E1 = torch.cat([torch.ones(N, 1, dtype=E.dtype, device=E.device), E], 1)
-            qs, rs = [], []
+        N, B = E.shape
+        ones = torch.ones(N, 1, dtype=E.dtype, device=E.device)
+        f64 = torch.float64
+        if self.name != "torch":  # the engine's own symmetric sweep; the column of ones gives K0 1
+            out = []
             for spec in self.specs:
-                T = self.engine.kernel_matmul(self.Z, None, E1, spec, exclude_diagonal=True)
-                rs.append(T[:, 0].to(torch.float64))
-                qs.append((E * T[:, 1:]).sum(0, dtype=torch.float64))
+                T = self.engine.kernel_matmul(self.Z, None, torch.cat([ones, E], 1), spec, exclude_diagonal=True)
+                r = T[:, 0].to(f64)
+                out.append(((E * T[:, 1:]).sum(0, dtype=f64), E.to(f64).T @ r, r.sum()))
             tick(B)
-            return qs, rs
-        fresh = None
-        if self.r is None:  # streamed: the row sums come with the first sweep
-            fresh = [torch.zeros(N, dtype=torch.float64, device=E.device) for _ in self.specs]
-        qs = [torch.zeros(B, dtype=torch.float64, device=E.device) for _ in self.specs]
+            return out
+        first = self.u1 is None
+        V = torch.cat([ones, E], 1) if first else E
+        S = len(self.specs)
+        q = [torch.zeros(V.shape[1], dtype=f64, device=E.device) for _ in range(S)]
+        c = [torch.zeros(V.shape[1], dtype=f64, device=E.device) for _ in range(S)]
+        u1 = [torch.zeros(N, dtype=f64, device=E.device) for _ in range(S)] if first else self.u1
         acc: list[Tensor] = []
         row = None
-        for i0, i1, j0, j1, ks in (self.cache or self._upper_tiles(fresh)):
+
+        def finish():  # block row done: acc = (U V)[rows]
+            for s, A in enumerate(acc):
+                q[s] += (V[row[0]:row[1]] * A).sum(0, dtype=f64)
+                c[s] += A.sum(0, dtype=f64)
+                if first:
+                    u1[s][row[0]:row[1]] = A[:, 0]
+        for i0, i1, j0, j1, ks in (self.cache or self._upper_tiles()):
             if (i0, i1) != row:
-                for q, A in zip(qs, acc):  # finish block row: q += sum_i e_i (U e)_i
-                    q += (E[row[0]:row[1]] * A).sum(0, dtype=torch.float64)
-                row, acc = (i0, i1), [torch.zeros(i1 - i0, B, dtype=E.dtype, device=E.device) for _ in ks]
+                if row is not None:
+                    finish()
+                row, acc = (i0, i1), [torch.zeros(i1 - i0, V.shape[1], dtype=E.dtype, device=E.device) for _ in ks]
             for A, k in zip(acc, ks):
-                A.addmm_(k, E[j0:j1])  # (BM, BN) @ (BN, B) -> (BM, B)
+                A.addmm_(k, V[j0:j1])  # (BM, BN) @ (BN, B) -> (BM, B)
             tick(B)
-        for q, A in zip(qs, acc):
-            q += (E[row[0]:row[1]] * A).sum(0, dtype=torch.float64)
-        self.r = self.r or fresh
-        return [2 * q for q in qs], self.r
+        finish()
+        self.u1 = u1
+        skip = 1 if first else 0
+        return [(2 * q[s][skip:], E.to(f64).T @ u1[s] + c[s][skip:], 2 * u1[s].sum()) for s in range(S)]
 
 
 class _Progress:
     """Counts work units; opens a tqdm bar once the run is expected to take over ~2 s."""
 
-    def __init__(self, total: int, per_permutation: int, enabled: bool | None, desc: str):
-        self.total, self.scale, self.enabled, self.desc = total, per_permutation, enabled, desc
+    def __init__(self, total: int, enabled: bool | None, desc: str):
+        self.total, self.enabled, self.desc = total, enabled, desc
         self.done, self.bar, self.t0 = 0, None, time.perf_counter()
         if enabled is True:
             self._open()
 
     def _open(self):
         from tqdm.auto import tqdm
-        self.bar = tqdm(total=self.total, initial=self.done, desc=self.desc, unit="perm",
-                        unit_scale=1.0 / self.scale, leave=False)
+        self.bar = tqdm(total=self.total, initial=self.done, desc=self.desc, leave=False, mininterval=0.5,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
 
     def __call__(self, units: int):
         self.done += units
@@ -308,7 +315,7 @@ def _null(Z: Tensor, n: int, m: int, specs: list[KernelSpec], stat, gen, count: 
     if batch is None:
         batch = max(16, _LABEL_BYTES // (2 * N * item))
     batch = min(batch, count + 1)
-    bar = _Progress((count + 1) * op.tiles, op.tiles, progress, desc)
+    bar = _Progress((count + 1) * op.tiles, progress, desc)
     draws = _x_indices(gen, n, N, count, exact)
     identity = torch.tensor([float(m)] * n + [float(-n)] * m, dtype=op.dtype)[:, None]
     observed = np.empty(len(specs))
@@ -321,10 +328,8 @@ def _null(Z: Tensor, n: int, m: int, specs: list[KernelSpec], stat, gen, count: 
             if first:  # the identity labelling goes through the same product as the permutations
                 E = torch.cat([identity, E], 1)
             E = E.to(device=Z.device)
-            qs, rs = op(E, bar)
-            for s, (q, r) in enumerate(zip(qs, rs)):
-                u = E.to(torch.float64).T @ r
-                values = stat(q, u, r.sum()).cpu().numpy()
+            for s, (q, u, total) in enumerate(op(E, bar)):
+                values = stat(q, u, total).cpu().numpy()
                 if first:
                     observed[s], values = values[0], values[1:]
                 null[s, done:done + take] = values

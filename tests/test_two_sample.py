@@ -210,15 +210,16 @@ def test_dense_and_streamed_operators_equal_the_engine_and_the_reference(d):
     streamed = _KernelOperator(Z, specs, "torch", 0)
     assert dense.method == "dense" and streamed.method == "streamed" and streamed.tiles > 1
     for E in batches:
-        (qd, rd), (qs, rs) = dense(E, lambda k: None), streamed(E, lambda k: None)
+        got = [dense(E, lambda k: None), streamed(E, lambda k: None)]
         for s, spec in enumerate(specs):
             T = blocked.kernel_matmul(Z, None, E, spec, exclude_diagonal=True)
             K = kernel_matrix(Z, Z, spec).fill_diagonal_(0)
-            q_ref, r_ref = (E * (K @ E)).sum(0), K.sum(1)
-            for q, r in ((qd[s], rd[s]), (qs[s], rs[s])):
+            q_ref, u_ref, S_ref = (E * (K @ E)).sum(0), E.T @ K.sum(1), K.sum()
+            for q, u, S in (got[0][s], got[1][s]):
                 torch.testing.assert_close(q, q_ref, rtol=1e-10, atol=1e-9)
                 torch.testing.assert_close(q, (E * T).sum(0), rtol=1e-10, atol=1e-9)
-                torch.testing.assert_close(r, r_ref, rtol=1e-12, atol=1e-10)
+                torch.testing.assert_close(u, u_ref, rtol=1e-10, atol=1e-9)
+                torch.testing.assert_close(S, S_ref, rtol=1e-12, atol=0)
 
 
 # -- MMDAgg ---------------------------------------------------------------------------
@@ -287,7 +288,7 @@ def test_power_on_a_mean_shift():
 def test_progress_bar(capsys):
     X, Y = sample(np.random.default_rng(14), 20, 20, 2)
     mmd_test(X, Y, n_permutations=50, seed=0, progress=True, batch=10)
-    assert "perm" in capsys.readouterr().err
+    assert "mmd_test" in capsys.readouterr().err
     mmd_test(X, Y, n_permutations=50, seed=0, progress=False, batch=10)
     mmd_test(X, Y, n_permutations=50, seed=0, batch=10)  # fast: no bar
     assert capsys.readouterr().err == ""

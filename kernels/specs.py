@@ -8,8 +8,11 @@ A spec is a function of one pairwise quantity ``t``:
 
 Each spec defines its value and its derivative ``dk/dt`` once, in
 :meth:`KernelSpec.evaluate_`, with in-place torch ops on a tile of ``t``; the
-blocked torch engine, the dense float64 reference and (through
-:meth:`KernelSpec.triton_params`) the Triton kernels all read that definition.
+blocked torch engine reads that definition; the Triton kernels map each spec
+to a kernel id and its parameters (``triton_engine.kernel_terms``) and
+re-state the same formulas in registers, and the dense float64 reference
+(``kernels/reference.py``) writes them out once more, independently, as the
+oracle both are tested against.
 """
 from __future__ import annotations
 

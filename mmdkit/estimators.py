@@ -46,7 +46,8 @@ def _pairwise_values(A: Tensor, B: Tensor, kernel: KernelSpec) -> Tensor:
     return _PairKernel.apply(t, kernel)
 
 
-def mmd2(X, Y, kernel="gaussian", bandwidth=None, estimator: str = "unbiased", backend: str = "auto"):
+def mmd2(X, Y, kernel="gaussian", bandwidth=None, estimator: str = "unbiased", backend: str = "auto",
+         precision: str = "ieee"):
     r"""Squared maximum mean discrepancy between the samples X ~ P and Y ~ Q.
 
     Parameters
@@ -63,6 +64,13 @@ def mmd2(X, Y, kernel="gaussian", bandwidth=None, estimator: str = "unbiased", b
         "linear": Gretton et al. (2012) linear-time estimate on
         min(n, m) // 2 disjoint pairs.
     backend : {"auto", "torch", "triton"}
+        "auto": Triton for CUDA float32/16/bf16 tensors, the blocked torch
+        engine otherwise. The result does not depend on the backend beyond
+        rounding.
+    precision : {"ieee", "tf32"}
+        Triton only: "tf32" computes the distance tile on tensor cores
+        (about 1e-3 relative error, for GAN training); the torch engine is
+        always exact.
 
     Returns
     -------
@@ -95,7 +103,7 @@ def mmd2(X, Y, kernel="gaussian", bandwidth=None, estimator: str = "unbiased", b
     X, Y, numpy_out = as_pair(X, Y, min_n)
     spec = resolve_kernel(kernel, bandwidth, X, Y)
     n, m = X.shape[0], Y.shape[0]
-    _, engine = choose_backend(backend, X.device)
+    _, engine = choose_backend(backend, X.device, X.dtype, precision)
     if estimator == "linear":
         h = min(n, m) // 2
         x1, x2, y1, y2 = X[0:2 * h:2], X[1:2 * h:2], Y[0:2 * h:2], Y[1:2 * h:2]
@@ -106,7 +114,7 @@ def mmd2(X, Y, kernel="gaussian", bandwidth=None, estimator: str = "unbiased", b
     return output(_combine(S, n, m, estimator == "unbiased"), numpy_out, X.dtype)
 
 
-def mmd2_unbiased(X, Y, kernel="gaussian", bandwidth=None, backend: str = "auto"):
+def mmd2_unbiased(X, Y, kernel="gaussian", bandwidth=None, backend: str = "auto", precision: str = "ieee"):
     """Unbiased (U-statistic) MMD^2; ``mmd2(..., estimator="unbiased")``. May be negative.
 
     Examples
@@ -117,12 +125,12 @@ def mmd2_unbiased(X, Y, kernel="gaussian", bandwidth=None, backend: str = "auto"
     >>> abs(mmd2_unbiased(rng.normal(size=(300, 3)), rng.normal(size=(300, 3)))) < 0.01
     True
     """
-    return mmd2(X, Y, kernel, bandwidth, "unbiased", backend)
+    return mmd2(X, Y, kernel, bandwidth, "unbiased", backend, precision)
 
 
-def mmd2_biased(X, Y, kernel="gaussian", bandwidth=None, backend: str = "auto"):
+def mmd2_biased(X, Y, kernel="gaussian", bandwidth=None, backend: str = "auto", precision: str = "ieee"):
     """Biased (V-statistic) MMD^2, >= 0; ``mmd2(..., estimator="biased")``."""
-    return mmd2(X, Y, kernel, bandwidth, "biased", backend)
+    return mmd2(X, Y, kernel, bandwidth, "biased", backend, precision)
 
 
 def mmd2_linear(X, Y, kernel="gaussian", bandwidth=None, backend: str = "auto"):
@@ -148,7 +156,8 @@ def _abs_pair_sum_1d(a: Tensor) -> Tensor:
     return (s * coef.to(s.dtype)).sum()
 
 
-def energy_distance(X, Y, unbiased: bool = False, exponent: float = 1.0, backend: str = "auto"):
+def energy_distance(X, Y, unbiased: bool = False, exponent: float = 1.0, backend: str = "auto",
+                    precision: str = "ieee"):
     r"""Energy distance between the samples X ~ P and Y ~ Q (squared form).
 
     Parameters
@@ -162,7 +171,7 @@ def energy_distance(X, Y, unbiased: bool = False, exponent: float = 1.0, backend
         ``mmd2_unbiased(X, Y, kernel="energy")``.
     exponent : float in (0, 2)
         b above.
-    backend : {"auto", "torch", "triton"}
+    backend, precision : as in :func:`mmd2`
 
     Notes
     -----
@@ -192,13 +201,13 @@ def energy_distance(X, Y, unbiased: bool = False, exponent: float = 1.0, backend
         sxy = _abs_pair_sum_1d(torch.cat([a, b])) - sx - sy  # sum over all (i, j) of |x_i - y_j|
         S = torch.stack([torch.stack([-2 * sx, -sxy]), torch.stack([-sxy, -2 * sy])])
     else:
-        _, engine = choose_backend(backend, X.device)
+        _, engine = choose_backend(backend, X.device, X.dtype, precision)
         S = engine.block_sums(torch.cat([X, Y]), (n, m), Energy(exponent=exponent),
                               exclude_diagonal=unbiased)
     return output(_combine(S, n, m, unbiased), numpy_out, X.dtype)
 
 
-def witness(X, Y, T, kernel="gaussian", bandwidth=None, backend: str = "auto"):
+def witness(X, Y, T, kernel="gaussian", bandwidth=None, backend: str = "auto", precision: str = "ieee"):
     r"""MMD witness function f(t) = mean_i k(t, x_i) - mean_j k(t, y_j) at the points T.
 
     Positive where P has more mass than Q. For the energy kernel
@@ -209,7 +218,7 @@ def witness(X, Y, T, kernel="gaussian", bandwidth=None, backend: str = "auto"):
     ----------
     X, Y : samples, shape (n, d) and (m, d)
     T : points, shape (k, d)
-    kernel, bandwidth, backend : as in :func:`mmd2`; "median" uses X and Y.
+    kernel, bandwidth, backend, precision : as in :func:`mmd2`; "median" uses X and Y.
 
     Returns
     -------
@@ -231,12 +240,14 @@ def witness(X, Y, T, kernel="gaussian", bandwidth=None, backend: str = "auto"):
     T_ = T_.to(X.dtype).to(X.device)
     spec = resolve_kernel(kernel, bandwidth, X, Y)
     n, m = X.shape[0], Y.shape[0]
-    v = torch.cat([torch.full((n, 1), 1.0 / n), torch.full((m, 1), -1.0 / m)]).to(X)
-    _, engine = choose_backend(backend, X.device)
+    weights = [torch.full((n, 1), 1.0 / n, dtype=torch.float64), torch.full((m, 1), -1.0 / m, dtype=torch.float64)]
+    v = torch.cat(weights).to(X.device, compute_dtype(X.dtype))  # 1/n exact to the compute precision
+    _, engine = choose_backend(backend, X.device, X.dtype, precision)
     f = engine.kernel_matmul(T_, torch.cat([X, Y]), v, spec)[:, 0]
     if isinstance(spec, Energy):
         b = spec.exponent
         f = f + (X.norm(dim=1) ** b).mean() - (Y.norm(dim=1) ** b).mean()
+    f = f.to(X.dtype)
     return f.detach().cpu().numpy() if (numpy_xy and t_numpy) else f
 
 

@@ -12,6 +12,7 @@ import scipy.stats
 import torch
 
 import mmdkit
+import mmdkit.testing
 from mmdkit import Energy, Gaussian, Laplace, Mixture, energy_test, mmd_test
 from mmdkit.kernels import blocked
 from mmdkit.kernels.reference import energy_distance_reference, kernel_matrix, mmd2_reference
@@ -198,10 +199,12 @@ def test_same_pvalue_on_the_triton_backend():
 
 
 @pytest.mark.parametrize("d", [2, 3], ids=["d2-direct", "d3-matmul"])
-def test_dense_and_streamed_operators_equal_the_engine_and_the_reference(d):
-    """Quadratic forms diag(E' K0 E) and row sums K0 1 from the dense tiles and the
-    streamed sweep (several tiles, a ragged edge, two batches) against kernel_matmul
+def test_dense_and_streamed_operators_equal_the_engine_and_the_reference(d, monkeypatch):
+    """q = diag(E' K0 E), u = E' K0 1 and S = 1' K0 1 from the dense tiles and the
+    streamed sweep (several tiles, ragged edges, two batches) against kernel_matmul
     and the dense float64 reference."""
+    monkeypatch.setattr(mmdkit.testing, "_DENSE_TILE", 256)
+    monkeypatch.setattr(mmdkit.testing, "_STREAM_TILE", 384)
     g = torch.Generator().manual_seed(0)
     Z = torch.randn(1000, d, generator=g, dtype=torch.float64)
     batches = [torch.randn(1000, 5, generator=g, dtype=torch.float64) for _ in range(2)]

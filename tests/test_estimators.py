@@ -1,0 +1,515 @@
+"""The public estimators against independent references.
+
+* float64: every estimator and kernel against the dense oracle
+  (kernels/reference.py) to 1e-7 relative, with n != m, n = 2, d = 1;
+* energy distance against dcor (any d) and scipy (d = 1; scipy returns the
+  square root), the sort path against the blocked path, the closed form
+  P = delta_0, Q = delta_t -> 2|t|;
+* MMD^2 of two Gaussians against its closed form within a Monte Carlo bound;
+* float32 against float64 (relative error <= 1e-4) far from the origin and for
+  energy distance at n = m = 2000, d = 16;
+* gradients against float64 autograd of the dense formulas, also at duplicate
+  points (finite, zero contribution from coincident pairs);
+* the witness and the median heuristic against their dense formulas;
+* input/output conventions (numpy -> float, torch -> tensor, (n,) -> (n, 1)).
+"""
+import math
+
+import numpy as np
+import pytest
+import scipy.spatial.distance
+import scipy.stats
+import torch
+
+from mmdkit import (
+    IMQ, Energy, Gaussian, Laplace, Mixture, Polynomial, RationalQuadratic, energy_distance,
+    median_bandwidth, mmd2, mmd2_biased, mmd2_linear, mmd2_unbiased, witness,
+)
+from mmdkit.kernels.reference import (
+    energy_distance_reference, kernel_matrix, make_pair, mmd2_reference,
+)
+
+dcor = pytest.importorskip("dcor")
+
+RTOL = 1e-7  # float64 against the dense float64 formulas (issue 2's done-means)
+
+
+def scipy_median(*samples):
+    """Median of the positive pairwise distances of the pooled sample (scipy's pdist)."""
+    dist = scipy.spatial.distance.pdist(np.vstack([np.asarray(s, dtype=np.float64) for s in samples]))
+    return float(np.median(dist[dist > 0]))
+
+
+def linear_reference(X, Y, kernel):
+    """Gretton et al. (2012) linear-time MMD^2 from the dense oracle's kernel values."""
+    h = min(len(X), len(Y)) // 2
+    x1, x2, y1, y2 = X[0:2 * h:2], X[1:2 * h:2], Y[0:2 * h:2], Y[1:2 * h:2]
+    k = lambda A, B: kernel_matrix(A, B, kernel).diagonal()
+    return (k(x1, x2) + k(y1, y2) - k(x1, y2) - k(x2, y1)).mean()
+
+
+def reference(estimator, X, Y, kernel):
+    """The dense float64 value of ``estimator`` ("unbiased", "biased", "linear")."""
+    X, Y = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(Y, dtype=torch.float64)
+    if estimator == "linear":
+        return linear_reference(X, Y, kernel)
+    return mmd2_reference(X, Y, kernel, estimator)
+
+
+def close(value, ref, rtol=RTOL):
+    """|value - ref| <= rtol |ref| (ref well away from 0 in every case below)."""
+    value, ref = float(value), float(ref)
+    return abs(value - ref) <= rtol * abs(ref)
+
+
+def numpy_pair(n, m, d, shift=0.7, seed=0):
+    """float64 numpy samples from an explicit Generator; Y shifted along the first axis."""
+    rng = np.random.default_rng(seed)
+    X, Y = rng.normal(size=(n, d)), rng.normal(size=(m, d))
+    Y[:, 0] += shift
+    return X, Y
+
+
+# (kernel=, bandwidth=, the spec the estimator must use given the pooled sample)
+KERNEL_CASES = [
+    pytest.param("gaussian", 1.3, lambda X, Y: Gaussian(1.3), id="gaussian-1.3"),
+    pytest.param("gaussian", None, lambda X, Y: Gaussian(scipy_median(X, Y)), id="gaussian-median-default"),
+    pytest.param("rbf", "median", lambda X, Y: Gaussian(scipy_median(X, Y)), id="rbf-median"),
+    pytest.param("laplace", 0.8, lambda X, Y: Laplace(0.8), id="laplace"),
+    pytest.param("energy", None, lambda X, Y: Energy(), id="energy"),
+    pytest.param(Energy(exponent=1.5), None, lambda X, Y: Energy(exponent=1.5), id="energy-b1.5"),
+    pytest.param(RationalQuadratic(alpha=2.0), 1.5, lambda X, Y: RationalQuadratic(1.5, alpha=2.0), id="rq"),
+    pytest.param("imq", 1.1, lambda X, Y: IMQ(1.1), id="imq"),
+    pytest.param("polynomial", None, lambda X, Y: Polynomial(gamma=1.0 / X.shape[1]), id="polynomial"),
+    pytest.param("gaussian", [0.5, 1.0, 2.0], lambda X, Y: Mixture.of(Gaussian, [0.5, 1.0, 2.0]),
+                 id="gaussian-bandwidth-list"),
+    pytest.param(Mixture.of(Laplace, [0.5, 2.0], weights=[1.0, 3.0]), None,
+                 lambda X, Y: Mixture.of(Laplace, [0.5, 2.0], weights=[1.0, 3.0]), id="mixture-spec"),
+]
+
+SHAPES = [  # (n, m, d)
+    pytest.param((2, 3, 1), id="n2-m3-d1"),
+    pytest.param((13, 8, 3), id="n13-m8-d3"),
+    pytest.param((17, 29, 2), id="n17-m29-d2"),
+    pytest.param((40, 33, 7), id="n40-m33-d7"),
+]
+
+ESTIMATORS = [
+    pytest.param(mmd2_unbiased, "unbiased", id="unbiased"),
+    pytest.param(mmd2_biased, "biased", id="biased"),
+    pytest.param(mmd2_linear, "linear", id="linear"),
+]
+
+
+# -- float64 against the dense oracle --------------------------------------------------
+
+@pytest.mark.parametrize("fn, estimator", ESTIMATORS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kernel, bandwidth, spec", KERNEL_CASES)
+def test_mmd2_float64_matches_dense(fn, estimator, shape, kernel, bandwidth, spec):
+    X, Y = numpy_pair(*shape)
+    value = fn(X, Y, kernel=kernel, bandwidth=bandwidth)
+    assert type(value) is float
+    assert close(value, reference(estimator, X, Y, spec(X, Y)))
+    assert value == mmd2(X, Y, kernel, bandwidth, estimator=estimator)
+
+
+@pytest.mark.parametrize("exponent", [1.0, 0.5, 1.5])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_energy_distance_float64_matches_dense_and_dcor(shape, exponent):
+    X, Y = numpy_pair(*shape)
+    value = energy_distance(X, Y, exponent=exponent)
+    assert close(value, mmd2_reference(torch.tensor(X), torch.tensor(Y), Energy(exponent=exponent), "biased"))
+    assert close(value, dcor.energy_distance(X, Y, exponent=exponent))
+    if exponent == 1.0:
+        assert close(value, energy_distance_reference(torch.tensor(X), torch.tensor(Y)))
+    unbiased = energy_distance(X, Y, unbiased=True, exponent=exponent)
+    assert close(unbiased, dcor.energy_distance(X, Y, exponent=exponent, estimation_stat="u_statistic"))
+    assert close(unbiased, mmd2_unbiased(X, Y, kernel=Energy(exponent=exponent)), rtol=1e-12)
+
+
+ONE_D = [  # (n, m, rounding): rounding to 1 decimal makes ties within and across samples
+    pytest.param(2, 2, None, id="n2-m2"),
+    pytest.param(7, 12, None, id="n7-m12"),
+    pytest.param(301, 157, None, id="n301-m157"),
+    pytest.param(60, 45, 1, id="n60-m45-ties"),
+]
+
+
+@pytest.mark.parametrize("n, m, rounding", ONE_D)
+def test_energy_distance_1d_scipy_and_sort_path(n, m, rounding):
+    """d = 1 takes the O(n log n) sort path: scipy's value squared, and the blocked path's value."""
+    X, Y = numpy_pair(n, m, 1, shift=0.4)
+    if rounding is not None:
+        X, Y = X.round(rounding), Y.round(rounding)
+    value = energy_distance(X, Y)
+    assert close(value, scipy.stats.energy_distance(X[:, 0], Y[:, 0]) ** 2)
+    assert close(value, dcor.energy_distance(X, Y))
+    # the blocked sweep on the same data: biased MMD^2 of the distance kernel
+    assert close(value, mmd2_biased(X, Y, kernel="energy"), rtol=1e-12)
+    assert close(energy_distance(X, Y, unbiased=True), mmd2_unbiased(X, Y, kernel="energy"), rtol=1e-12)
+    # (n,) means d = 1
+    assert energy_distance(X[:, 0], Y[:, 0]) == value
+
+
+DELTA_CASES = [  # (n, m, t): P = delta_0 in R^d, Q = delta_t
+    pytest.param(2, 2, (3.0,), id="d1-t3"),
+    pytest.param(5, 3, (-0.25,), id="d1-t-neg"),
+    pytest.param(4, 7, (3.0, 4.0), id="d2-|t|5"),
+    pytest.param(3, 2, (1.0, -2.0, 2.0, 0.0, 4.0), id="d5-|t|5"),
+]
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["V", "U"])
+@pytest.mark.parametrize("n, m, t", DELTA_CASES)
+def test_energy_distance_delta_closed_form(n, m, t, unbiased):
+    """P = delta_0, Q = delta_t: energy distance 2|t| (Gretton's Cramer-GAN example); d/dt = 2 t/|t|.
+
+    Every within-sample pair coincides, so this also checks the zero gradient
+    at duplicate points on both the sort (d = 1) and the blocked path.
+    """
+    t = torch.tensor(t, dtype=torch.float64)
+    X = torch.zeros(n, len(t), dtype=torch.float64, requires_grad=True)
+    Y = t.repeat(m, 1).requires_grad_()
+    value = energy_distance(X, Y, unbiased=unbiased)
+    assert math.isclose(float(value.detach()), 2 * float(t.norm()), rel_tol=1e-12)
+    value.backward()
+    unit = t / t.norm()
+    assert torch.isfinite(X.grad).all() and torch.isfinite(Y.grad).all()
+    assert torch.allclose(Y.grad, (2 / m) * unit.expand(m, -1), rtol=1e-12, atol=1e-15)
+    assert torch.allclose(X.grad, (-2 / n) * unit.expand(n, -1), rtol=1e-12, atol=1e-15)
+    assert energy_distance(X.detach().numpy(), Y.detach().numpy(), unbiased=unbiased) == pytest.approx(
+        2 * float(t.norm()), rel=1e-12)
+
+
+# -- statistics: a closed form ------------------------------------------------------
+
+def gaussian_mmd2(d, s, mu, h):
+    """Population MMD^2 of N(0, s^2 I_d) vs N(mu, s^2 I_d) under k = exp(-|x - y|^2 / (2 h^2)).
+
+    x - x' ~ N(0, 2 s^2 I) and x - y ~ N(-mu, 2 s^2 I); per coordinate
+    E exp(-Z^2 / (2 h^2)) = (h^2 / (h^2 + v))^(1/2) exp(-m^2 / (2 (h^2 + v))) for
+    Z ~ N(m, v). With a = h^2 + 2 s^2:
+    MMD^2 = 2 (h^2 / a)^(d/2) (1 - exp(-|mu|^2 / (2 a))).
+    """
+    a = h * h + 2 * s * s
+    return 2 * (h * h / a) ** (d / 2) * (1 - math.exp(-float(np.sum(np.square(mu))) / (2 * a)))
+
+
+GAUSSIAN_CASES = [  # (d, s, mu, h)
+    pytest.param(1, 1.0, [1.0], 1.0, id="d1"),
+    pytest.param(5, 0.7, [0.3] * 5, 2.0, id="d5"),
+    pytest.param(3, 1.5, [0.0, 0.0, 2.5], 0.8, id="d3-narrow-kernel"),
+]
+
+
+@pytest.mark.parametrize("d, s, mu, h", GAUSSIAN_CASES)
+def test_mmd2_unbiased_gaussians_closed_form(d, s, mu, h, gen):
+    """The mean of R unbiased estimates lies within 4 standard errors of the population MMD^2.
+
+    The U-statistic is unbiased, so the mean of R independent replicates has
+    expectation MMD^2 and standard error sd / sqrt(R) (sd estimated from the
+    replicates); 4 standard errors is a two-sided t_{R-1} level of about 1e-3.
+    """
+    R, n, m = 24, 300, 250
+    mu_t = torch.tensor(mu, dtype=torch.float64)
+    est = []
+    for _ in range(R):
+        X = s * torch.randn(n, d, generator=gen, dtype=torch.float64)
+        Y = s * torch.randn(m, d, generator=gen, dtype=torch.float64) + mu_t
+        est.append(float(mmd2_unbiased(X, Y, bandwidth=h)))
+    est = np.array(est)
+    truth = gaussian_mmd2(d, s, mu, h)
+    se = est.std(ddof=1) / math.sqrt(R)
+    assert truth > 10 * se  # the case is informative: the signal is far above the noise
+    assert abs(est.mean() - truth) <= 4 * se
+
+
+# -- float32 against float64 --------------------------------------------------------
+
+FLOAT32_CASES = [  # (function, keyword arguments)
+    pytest.param(mmd2_unbiased, {"kernel": "gaussian"}, id="unbiased-gaussian-median"),
+    pytest.param(mmd2_unbiased, {"kernel": "laplace", "bandwidth": 2.0}, id="unbiased-laplace"),
+    pytest.param(mmd2_unbiased, {"kernel": "energy"}, id="unbiased-energy"),
+    pytest.param(mmd2_unbiased, {"kernel": "imq", "bandwidth": [1.0, 3.0]}, id="unbiased-imq-mixture"),
+    pytest.param(mmd2_biased, {"kernel": "gaussian", "bandwidth": 2.0}, id="biased-gaussian"),
+    pytest.param(mmd2_linear, {"kernel": "gaussian", "bandwidth": 2.0}, id="linear-gaussian"),
+    pytest.param(energy_distance, {}, id="energy-distance"),
+    pytest.param(energy_distance, {"unbiased": True}, id="energy-distance-unbiased"),
+]
+
+
+@pytest.mark.parametrize("d", [1, 5, 16])
+@pytest.mark.parametrize("fn, kwargs", FLOAT32_CASES)
+def test_float32_far_from_origin(fn, kwargs, d):
+    """Points centred at 1e4: float32 within 1e-4 relative of float64 on the same points."""
+    X, Y = make_pair(300, 257, d, shift=1.0, centre=1e4, dtype=torch.float32, seed=3)
+    value = fn(X, Y, **kwargs)
+    ref = fn(X.double(), Y.double(), **kwargs)
+    assert value.dtype == torch.float32
+    assert close(value, ref, rtol=1e-4)
+
+
+@pytest.mark.parametrize("centre", [0.0, pytest.param(1e4, marks=pytest.mark.slow)])
+def test_energy_distance_float32_n2000_d16(centre):
+    """Issue 2's done-means: float32 energy distance at n = m = 2000, d = 16 within 1e-4 of float64.
+
+    The float64 values are the engine's (checked against the dense oracle
+    above) and, for the V-statistic, dcor's.
+    """
+    X, Y = make_pair(2000, 2000, 16, shift=0.5, centre=centre, dtype=torch.float32, seed=7)
+    X64, Y64 = X.double(), Y.double()
+    ref = energy_distance(X64, Y64)
+    assert close(ref, dcor.energy_distance(X64.numpy(), Y64.numpy()))
+    assert close(energy_distance(X, Y), ref, rtol=1e-4)
+    assert close(energy_distance(X, Y, unbiased=True), energy_distance(X64, Y64, unbiased=True), rtol=1e-4)
+
+
+# -- gradients ----------------------------------------------------------------------
+
+GRAD_KERNELS = [
+    pytest.param(Gaussian(1.3), id="gaussian"),
+    pytest.param(Laplace(0.8), id="laplace"),
+    pytest.param(Energy(), id="energy"),
+    pytest.param(RationalQuadratic(1.5, alpha=2.0), id="rq"),
+    pytest.param(IMQ(1.1), id="imq"),
+    pytest.param(Polynomial(degree=2), id="polynomial"),
+    pytest.param(Mixture.of(Gaussian, [0.5, 2.0]), id="mixture"),
+]
+
+GRAD_ESTIMATORS = [  # (our estimator on a spec, the dense float64 formula)
+    pytest.param(lambda X, Y, k: mmd2_unbiased(X, Y, kernel=k), lambda X, Y, k: mmd2_reference(X, Y, k, "unbiased"),
+                 id="mmd2_unbiased"),
+    pytest.param(lambda X, Y, k: mmd2_biased(X, Y, kernel=k), lambda X, Y, k: mmd2_reference(X, Y, k, "biased"),
+                 id="mmd2_biased"),
+    pytest.param(lambda X, Y, k: mmd2_linear(X, Y, kernel=k), linear_reference, id="mmd2_linear"),
+]
+
+
+def grads(fn, X, Y, g):
+    """(value, dX, dY) of g * fn(X, Y) on fresh float64 leaves."""
+    X, Y = X.detach().clone().requires_grad_(), Y.detach().clone().requires_grad_()
+    value = fn(X, Y)
+    (g * value).backward()
+    return value.detach(), X.grad, Y.grad
+
+
+def assert_norm_close(a, b, rtol=RTOL, atol=1e-14):
+    """||a - b|| <= rtol ||b|| + atol (atol: rounding where b is exactly 0, e.g. a flat witness)."""
+    assert torch.isfinite(a).all()
+    assert float((a - b).detach().norm()) <= rtol * float(b.detach().norm()) + atol
+
+
+def assert_grads_close(ours, ref, rtol=RTOL):
+    for a, b in zip(ours, ref):
+        assert_norm_close(a, b, rtol)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kernel", GRAD_KERNELS)
+@pytest.mark.parametrize("ours, dense", GRAD_ESTIMATORS)
+def test_mmd2_gradients_match_dense_autograd(ours, dense, kernel, shape, gen):
+    X, Y = make_pair(*shape, shift=0.7, dtype=torch.float64, seed=11)
+    g = torch.randn((), generator=gen, dtype=torch.float64)  # random upstream gradient
+    assert_grads_close(grads(lambda X, Y: ours(X, Y, kernel), X, Y, g),
+                       grads(lambda X, Y: dense(X, Y, kernel), X, Y, g))
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["V", "U"])
+@pytest.mark.parametrize("exponent", [1.0, 1.5])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_energy_distance_gradients_match_dense_autograd(shape, exponent, unbiased, gen):
+    X, Y = make_pair(*shape, shift=0.7, dtype=torch.float64, seed=12)
+    g = torch.randn((), generator=gen, dtype=torch.float64)
+    est = "unbiased" if unbiased else "biased"
+    assert_grads_close(grads(lambda X, Y: energy_distance(X, Y, unbiased, exponent), X, Y, g),
+                       grads(lambda X, Y: mmd2_reference(X, Y, Energy(exponent=exponent), est), X, Y, g))
+
+
+def mmd_case(estimator, name, k):
+    """(ours, dense) for one estimator and kernel, with k bound now (no late binding)."""
+    fn = {"unbiased": mmd2_unbiased, "biased": mmd2_biased, "linear": mmd2_linear}[estimator]
+    return pytest.param(lambda X, Y: fn(X, Y, kernel=k), lambda X, Y: reference(estimator, X, Y, k),
+                        id=f"mmd2_{estimator}-{name}")
+
+
+DUPLICATE_CASES = [  # Energy and Laplace through every estimator
+    mmd_case(est, name, k) for est in ("unbiased", "biased", "linear")
+    for name, k in (("energy", Energy()), ("laplace", Laplace(0.8)))
+] + [
+    pytest.param(lambda X, Y: energy_distance(X, Y), lambda X, Y: mmd2_reference(X, Y, Energy(), "biased"),
+                 id="energy_distance"),
+    pytest.param(lambda X, Y: energy_distance(X, Y, unbiased=True),
+                 lambda X, Y: mmd2_reference(X, Y, Energy(), "unbiased"), id="energy_distance-unbiased"),
+]
+
+
+@pytest.mark.parametrize("d", [1, 2, 4])
+@pytest.mark.parametrize("ours, dense", DUPLICATE_CASES)
+def test_duplicate_points_give_finite_gradients(ours, dense, d, gen):
+    """|x - y| is not differentiable at x = y: the convention is slope 0 there, never NaN."""
+    a = torch.randn(4, d, generator=gen, dtype=torch.float64)
+    X = torch.cat([a[:1], a[:1], a[1:3], a[1:2]])  # x0 = x1 (a linear-estimator pair), x2 = x4
+    Y = torch.cat([a[2:4], a[:1], a[3:4]])        # y0 = x3, y2 = x0, y1 = y3
+    g = torch.randn((), generator=gen, dtype=torch.float64)
+    assert_grads_close(grads(ours, X, Y, g), grads(dense, X, Y, g))
+    # every point identical: all pairs coincide and the gradient is exactly zero
+    Z = torch.ones(4, d, dtype=torch.float64)
+    _, gX, gY = grads(ours, Z, Z[:3], g)
+    assert torch.equal(gX, torch.zeros_like(gX)) and torch.equal(gY, torch.zeros_like(gY))
+
+
+# -- witness ------------------------------------------------------------------------
+
+def witness_reference(X, Y, T, kernel):
+    """mean_i k(t, x_i) - mean_j k(t, y_j) densely; Energy as |t|^b + |x|^b - |t - x|^b in full."""
+    X, Y, T = (torch.as_tensor(A, dtype=torch.float64) for A in (X, Y, T))
+    f = kernel_matrix(T, X, kernel).mean(1) - kernel_matrix(T, Y, kernel).mean(1)
+    if isinstance(kernel, Energy):  # the norm terms the spec leaves out: |t|^b cancels, |x|^b does not
+        b = kernel.exponent
+        norm = lambda A: A.norm(dim=1) ** b
+        f = (norm(T)[:, None] + norm(X)[None, :] + kernel_matrix(T, X, kernel)).mean(1) \
+            - (norm(T)[:, None] + norm(Y)[None, :] + kernel_matrix(T, Y, kernel)).mean(1)
+    return f
+
+
+WITNESS_CASES = [  # (n, m, k, d)
+    pytest.param((2, 3, 1, 1), id="n2-m3-k1-d1"),
+    pytest.param((13, 8, 9, 3), id="n13-m8-k9-d3"),
+    pytest.param((20, 31, 17, 2), id="n20-m31-k17-d2"),
+]
+
+
+@pytest.mark.parametrize("shape", WITNESS_CASES)
+@pytest.mark.parametrize("kernel", GRAD_KERNELS + [pytest.param(Energy(exponent=1.5), id="energy-b1.5")])
+def test_witness_matches_dense_formula(kernel, shape, gen):
+    n, m, k, d = shape
+    X, Y = make_pair(n, m, d, shift=0.7, dtype=torch.float64, seed=5)
+    X = X + 2.0  # far from 0, so the Energy constant E|X| - E|Y| is clearly nonzero
+    Y = Y + 2.0
+    T = torch.randn(k, d, generator=gen, dtype=torch.float64) + 2.0
+    G = torch.randn(k, generator=gen, dtype=torch.float64)
+
+    leaves = [A.clone().requires_grad_() for A in (X, Y, T)]
+    f = witness(*leaves, kernel=kernel)
+    (f * G).sum().backward()
+    ref_leaves = [A.clone().requires_grad_() for A in (X, Y, T)]
+    ref = witness_reference(*ref_leaves, kernel)
+    (ref * G).sum().backward()
+
+    assert f.shape == (k,) and f.dtype == torch.float64
+    assert_norm_close(f, ref)
+    for a, b in zip(leaves, ref_leaves):
+        assert_norm_close(a.grad, b.grad)
+    # numpy in -> numpy out, same values
+    f_np = witness(X.numpy(), Y.numpy(), T.numpy(), kernel=kernel)
+    assert isinstance(f_np, np.ndarray) and f_np.shape == (k,)
+    ref = ref.detach()
+    np.testing.assert_allclose(f_np, ref.numpy(), rtol=RTOL, atol=RTOL * float(ref.abs().max()))
+
+
+def test_witness_energy_is_the_cramer_critic():
+    """For Energy, f(t) = E|t - Y| - E|t - X| + E|X| - E|Y| (docstring), checked by hand in 1-D."""
+    X, Y, T = np.array([[1.0], [3.0]]), np.array([[-2.0]]), np.array([[0.0], [2.0]])
+    # t = 0: E|t-Y| = 2, E|t-X| = 2, E|X| = 2, E|Y| = 2 -> 0;  t = 2: 4 - 1 + 0 -> 3
+    np.testing.assert_allclose(witness(X, Y, T, kernel="energy"), [0.0, 3.0], atol=1e-12)
+
+
+# -- median heuristic ---------------------------------------------------------------
+
+MEDIAN_CASES = [  # (n, m or None, d, duplicates)
+    pytest.param(2, None, 1, False, id="n2-one-distance"),
+    pytest.param(4, None, 1, False, id="n4-even-count"),
+    pytest.param(13, 8, 3, False, id="pooled-n13-m8"),
+    pytest.param(9, 6, 2, True, id="duplicates-ignored"),
+]
+
+
+@pytest.mark.parametrize("n, m, d, duplicates", MEDIAN_CASES)
+def test_median_bandwidth_matches_scipy(n, m, d, duplicates):
+    X, Y = numpy_pair(n, m or 2, d)
+    if duplicates:
+        X[1] = X[0]
+        Y[0] = X[2]
+    samples = (X,) if m is None else (X, Y)
+    value = median_bandwidth(*samples)
+    assert type(value) is float
+    assert value == pytest.approx(scipy_median(*samples), rel=1e-14)
+    # torch input (float32 too) gives the same float
+    assert median_bandwidth(*(torch.tensor(s) for s in samples)) == pytest.approx(value, rel=1e-14)
+
+
+def test_median_bandwidth_subsamples_evenly_and_deterministically():
+    X, _ = numpy_pair(30, 2, 2)
+    idx = np.linspace(0, 29, 7).astype(int)  # evenly spaced indices, truncated
+    assert median_bandwidth(X, max_points=7) == pytest.approx(scipy_median(X[idx]), rel=1e-14)
+    assert median_bandwidth(X, max_points=7) == median_bandwidth(X, max_points=7)
+    assert median_bandwidth(X, max_points=30) == pytest.approx(scipy_median(X), rel=1e-14)
+
+
+# -- input and output conventions ---------------------------------------------------
+
+ALL_ESTIMATORS = [
+    pytest.param(lambda X, Y: mmd2_unbiased(X, Y, bandwidth=1.0), id="mmd2_unbiased"),
+    pytest.param(lambda X, Y: mmd2_biased(X, Y, bandwidth=1.0), id="mmd2_biased"),
+    pytest.param(lambda X, Y: mmd2_linear(X, Y, bandwidth=1.0), id="mmd2_linear"),
+    pytest.param(lambda X, Y: mmd2(X, Y, "laplace", 1.0, estimator="biased"), id="mmd2-laplace"),
+    pytest.param(lambda X, Y: energy_distance(X, Y), id="energy_distance"),
+    pytest.param(lambda X, Y: energy_distance(X, Y, unbiased=True), id="energy_distance-unbiased"),
+]
+
+
+@pytest.mark.parametrize("fn", ALL_ESTIMATORS)
+def test_numpy_in_float_out(fn):
+    X, Y = numpy_pair(9, 7, 2)
+    value = fn(X, Y)
+    assert type(value) is float
+    assert fn(X.tolist(), Y.tolist()) == value  # nested lists are array-likes
+    assert fn(X.astype(np.float32), Y.astype(np.float32)) == pytest.approx(value, rel=1e-5)
+    Xi, Yi = np.round(3 * X).astype(np.int64), np.round(3 * Y).astype(np.int64)  # ints are cast
+    assert fn(Xi, Yi) == pytest.approx(fn(Xi.astype(np.float64), Yi.astype(np.float64)), rel=1e-14)
+
+
+DTYPES = [
+    pytest.param(torch.float64, 1e-12, id="float64"),
+    pytest.param(torch.float32, 1e-5, id="float32"),
+    pytest.param(torch.float16, 2e-2, id="float16"),
+    pytest.param(torch.bfloat16, 5e-2, id="bfloat16"),
+]
+
+
+@pytest.mark.parametrize("dtype, rtol", DTYPES)
+@pytest.mark.parametrize("fn", ALL_ESTIMATORS)
+def test_torch_in_tensor_out_keeps_dtype_and_device(fn, dtype, rtol):
+    X, Y = numpy_pair(9, 7, 2, shift=1.5)
+    Xt = torch.tensor(X, dtype=dtype, requires_grad=True)
+    Yt = torch.tensor(Y, dtype=dtype)
+    value = fn(Xt, Yt)
+    assert isinstance(value, torch.Tensor)
+    assert value.shape == () and value.dtype == dtype and value.device == Xt.device
+    assert value.requires_grad  # differentiable
+    value.backward()
+    assert Xt.grad.dtype == dtype and torch.isfinite(Xt.grad).all()
+    # the same number as the float64 computation on the rounded points, to the dtype's precision
+    assert float(value.detach()) == pytest.approx(fn(Xt.detach().double().numpy(), Yt.double().numpy()), rel=rtol)
+    # a numpy sample next to a tensor: the result follows the tensor
+    assert isinstance(fn(X, torch.tensor(Y)), torch.Tensor)
+
+
+@pytest.mark.parametrize("fn", ALL_ESTIMATORS)
+def test_1d_input_means_d_equals_1(fn):
+    X, Y = numpy_pair(8, 11, 1)
+    assert fn(X[:, 0], Y[:, 0]) == fn(X, Y)
+    Xt, Yt = torch.tensor(X[:, 0]), torch.tensor(Y[:, 0])
+    assert torch.equal(fn(Xt, Yt), fn(Xt[:, None], Yt[:, None]))
+
+
+def test_witness_1d_and_mixed_inputs():
+    X, Y = numpy_pair(8, 11, 1)
+    T = np.linspace(-2, 2, 5)
+    f = witness(X[:, 0], Y[:, 0], T, bandwidth=1.0)
+    assert isinstance(f, np.ndarray) and f.shape == (5,)
+    np.testing.assert_array_equal(f, witness(X, Y, T[:, None], bandwidth=1.0))
+    ft = witness(torch.tensor(X, dtype=torch.float32), torch.tensor(Y, dtype=torch.float32), T, bandwidth=1.0)
+    assert isinstance(ft, torch.Tensor) and ft.dtype == torch.float32 and ft.shape == (5,)
+    np.testing.assert_allclose(ft.numpy(), f, rtol=1e-5, atol=1e-6)

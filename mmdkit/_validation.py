@@ -121,6 +121,9 @@ def resolve_kernel(kernel, bandwidth, X: Tensor, Y: Tensor | None = None) -> Ker
         bandwidth = median_bandwidth(X, Y)
     if bandwidth is not None:  # a Mixture scales its set bandwidths by it (see Mixture.with_bandwidth)
         spec = spec.with_bandwidth(_check_bandwidth(bandwidth))
+    for c in getattr(spec, "components", (spec,)):  # bandwidths set on a spec the caller built
+        if c.has_bandwidth and c.bandwidth is not None:
+            _check_bandwidth(c.bandwidth, "bandwidth")
     return spec.resolve(X.shape[1])
 
 

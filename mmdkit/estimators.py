@@ -195,13 +195,13 @@ def energy_distance(X, Y, unbiased: bool = False, exponent: float = 1.0, backend
     """
     X, Y, numpy_out = as_pair(X, Y, 2 if unbiased else 1)
     n, m = X.shape[0], Y.shape[0]
+    _, engine = choose_backend(backend, X.device, X.dtype, precision)  # checks them on the sort path too
     if X.shape[1] == 1 and exponent == 1.0:
         a, b = X[:, 0].double(), Y[:, 0].double()
         sx, sy = _abs_pair_sum_1d(a), _abs_pair_sum_1d(b)
         sxy = _abs_pair_sum_1d(torch.cat([a, b])) - sx - sy  # sum over all (i, j) of |x_i - y_j|
         S = torch.stack([torch.stack([-2 * sx, -sxy]), torch.stack([-sxy, -2 * sy])])
     else:
-        _, engine = choose_backend(backend, X.device, X.dtype, precision)
         S = engine.block_sums(torch.cat([X, Y]), (n, m), Energy(exponent=exponent),
                               exclude_diagonal=unbiased)
     return output(_combine(S, n, m, unbiased), numpy_out, X.dtype)
@@ -275,5 +275,6 @@ def median_bandwidth(X, Y=None, max_points: int = 2000):
     dist = torch.nn.functional.pdist(Z.detach().double())
     dist = dist[dist > 0]
     if dist.numel() == 0:
-        raise ValueError("median bandwidth is undefined: all points are identical")
+        raise ValueError("`bandwidth`='median' is undefined: all points of `X` (and `Y`) are identical; "
+                         "pass a float bandwidth")
     return float(dist.median() if dist.numel() % 2 else dist.sort().values[dist.numel() // 2 - 1: dist.numel() // 2 + 1].mean())

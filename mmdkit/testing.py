@@ -209,8 +209,9 @@ class _KernelOperator:
     Other engines (Triton) stream the full product through their ``kernel_matmul``.
     """
 
-    def __init__(self, Z: Tensor, specs: list[KernelSpec], backend: str, memory_budget: int):
-        self.name, self.engine = choose_backend(backend, Z.device)
+    def __init__(self, Z: Tensor, specs: list[KernelSpec], backend: str, memory_budget: int,
+                 precision: str = "ieee"):
+        self.name, self.engine = choose_backend(backend, Z.device, Z.dtype, precision)
         self.Z, self.specs = Z, specs
         self.dtype = compute_dtype(Z.dtype)
         N, item = Z.shape[0], torch.finfo(self.dtype).bits // 8
@@ -308,7 +309,7 @@ class _Progress:
 
 
 def _null(Z: Tensor, n: int, m: int, specs: list[KernelSpec], stat, gen, count: int, exact: bool,
-          batch: int | None, backend: str, memory_budget: int, progress, desc: str):
+          batch: int | None, backend: str, precision: str, memory_budget: int, progress, desc: str):
     """Statistics of the identity labelling and of every permutation, for every spec.
 
     ``stat(q, u, S)`` maps the float64 per-column sums to statistics. Returns
@@ -316,7 +317,7 @@ def _null(Z: Tensor, n: int, m: int, specs: list[KernelSpec], stat, gen, count: 
     same product as the permutations, so its value is the one the p-value compares.
     """
     N = n + m
-    op = _KernelOperator(Z, specs, backend, memory_budget)
+    op = _KernelOperator(Z, specs, backend, memory_budget, precision)
     item = torch.finfo(op.dtype).bits // 8
     if batch is None:
         batch = max(16, _LABEL_BYTES // (2 * N * item))
@@ -399,8 +400,8 @@ def _check_progress(progress):
 
 def energy_test(X, Y, exponent: float = 1.0, n_permutations: int = 1000, seed=None,
                 alternative: str = "greater", batch: int | None = None, backend: str = "auto",
-                memory_budget: int = DEFAULT_MEMORY_BUDGET, progress: bool | None = None
-                ) -> TwoSampleTestResult:
+                memory_budget: int = DEFAULT_MEMORY_BUDGET, progress: bool | None = None,
+                precision: str = "ieee") -> TwoSampleTestResult:
     r"""Energy-distance permutation test of H0: X and Y come from the same distribution.
 
     The statistic is Szekely and Rizzo's
@@ -432,6 +433,8 @@ def energy_test(X, Y, exponent: float = 1.0, n_permutations: int = 1000, seed=No
         is streamed in tiles.
     progress : None, bool
         None: a tqdm bar when the test is expected to run over ~2 s; False: never.
+    precision : {"ieee", "tf32"}
+        As in :func:`mmdkit.mmd2` (Triton only).
 
     Returns
     -------
@@ -466,14 +469,17 @@ def energy_test(X, Y, exponent: float = 1.0, n_permutations: int = 1000, seed=No
     """
     _check_progress(progress)
     Xt, Yt, count, batch, memory_budget = _setup(X, Y, n_permutations, alternative, batch, memory_budget, 1)
+    if isinstance(exponent, bool) or not isinstance(exponent, (int, float)):
+        raise TypeError(f"`exponent` must be a float in (0, 2), got {exponent!r}")
     spec = Energy(exponent=float(exponent))
     n, m = Xt.shape[0], Yt.shape[0]
     exact = math.comb(n + m, n) <= count
     count = math.comb(n + m, n) if exact else count
     with torch.no_grad():
-        statistic = float(energy_distance(X, Y, exponent=spec.exponent, backend=backend)) * n * m / (n + m)
+        statistic = float(energy_distance(X, Y, exponent=spec.exponent, backend=backend, precision=precision)) \
+            * n * m / (n + m)
         observed, null, op = _null(torch.cat([Xt, Yt]).detach(), n, m, [spec], _energy_from(n, m),
-                                   _generator(seed), count, exact, batch, backend, memory_budget,
+                                   _generator(seed), count, exact, batch, backend, precision, memory_budget,
                                    progress, "energy_test")
     return TwoSampleTestResult(
         statistic=statistic, pvalue=_pvalue(null[0], observed[0], alternative, exact, op.dtype),
@@ -508,7 +514,7 @@ def bandwidth_grid(X, Y, count: int = _GRID_SIZE, max_points: int = _GRID_POINTS
 
 
 def _aggregate(Xt, Yt, X, Y, kernel, bandwidth, count, alpha, alternative, seed, batch, backend,
-               memory_budget, progress) -> TwoSampleTestResult:
+               precision, memory_budget, progress) -> TwoSampleTestResult:
     """MMDAgg (Schrab et al. 2023, Algorithm 1) with uniform weights over the bandwidths."""
     if alternative != "greater":
         raise ValueError(f"`alternative` must be 'greater' for an aggregated test, got {alternative!r}")
@@ -532,9 +538,9 @@ def _aggregate(Xt, Yt, X, Y, kernel, bandwidth, count, alpha, alternative, seed,
     w = np.full(L, 1.0 / L)
     with torch.no_grad():
         observed, null, op = _null(torch.cat([Xt, Yt]).detach(), n, m, specs, _mmd2_unbiased_from(n, m),
-                                   _generator(seed), 2 * count, False, batch, backend, memory_budget,
+                                   _generator(seed), 2 * count, False, batch, backend, precision, memory_budget,
                                    progress, "mmd_test (aggregated)")
-        stats = [float(mmd2_unbiased(X, Y, kernel=s, backend=backend)) for s in specs]
+        stats = [float(mmd2_unbiased(X, Y, kernel=s, backend=backend, precision=precision)) for s in specs]
     # M1: the identity and the first set (quantiles); M2: the second set (level correction)
     M1 = np.sort(np.concatenate([observed[:, None], null[:, :count]], 1), 1)  # (L, B1 + 1)
     M2 = null[:, count:]  # (L, B2)
@@ -577,7 +583,7 @@ def _aggregate(Xt, Yt, X, Y, kernel, bandwidth, count, alpha, alternative, seed,
 def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int = 1000, seed=None,
              alternative: str = "greater", batch: int | None = None, backend: str = "auto",
              memory_budget: int = DEFAULT_MEMORY_BUDGET, aggregate: bool = False, alpha: float = 0.05,
-             progress: bool | None = None) -> TwoSampleTestResult:
+             progress: bool | None = None, precision: str = "ieee") -> TwoSampleTestResult:
     r"""Kernel two-sample permutation test on the unbiased MMD^2 (optionally MMDAgg).
 
     Parameters
@@ -611,6 +617,8 @@ def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int = 1000
         Level of the aggregated test's decision (``reject``); unused otherwise.
     progress : None, bool
         None: a tqdm bar when the test is expected to run over ~2 s; False: never.
+    precision : {"ieee", "tf32"}
+        As in :func:`mmdkit.mmd2` (Triton only).
 
     Returns
     -------
@@ -663,7 +671,7 @@ def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int = 1000
         raise TypeError(f"`aggregate` must be True or False, got {aggregate!r}")
     if aggregate:
         return _aggregate(Xt, Yt, X, Y, kernel, bandwidth, count, alpha, alternative, seed, batch, backend,
-                          memory_budget, progress)
+                          precision, memory_budget, progress)
     if isinstance(bandwidth, str) and bandwidth == "grid":
         raise ValueError("`bandwidth='grid'` needs `aggregate=True` (one test per bandwidth)")
     spec = resolve_kernel(kernel, bandwidth, Xt, Yt)
@@ -671,9 +679,9 @@ def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int = 1000
     exact = math.comb(n + m, n) <= count
     count = math.comb(n + m, n) if exact else count
     with torch.no_grad():
-        statistic = float(mmd2_unbiased(X, Y, kernel=spec, backend=backend))
+        statistic = float(mmd2_unbiased(X, Y, kernel=spec, backend=backend, precision=precision))
         observed, null, op = _null(torch.cat([Xt, Yt]).detach(), n, m, [spec], _mmd2_unbiased_from(n, m),
-                                   _generator(seed), count, exact, batch, backend, memory_budget,
+                                   _generator(seed), count, exact, batch, backend, precision, memory_budget,
                                    progress, "mmd_test")
     bw = spec.bandwidths if isinstance(spec, Mixture) else spec.bandwidth
     return TwoSampleTestResult(

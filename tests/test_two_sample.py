@@ -206,8 +206,8 @@ def test_dense_and_streamed_operators_equal_the_engine_and_the_reference(d, monk
     monkeypatch.setattr(mmdkit.testing, "_DENSE_TILE", 256)
     monkeypatch.setattr(mmdkit.testing, "_STREAM_TILE", 384)
     g = torch.Generator().manual_seed(0)
-    Z = torch.randn(1000, d, generator=g, dtype=torch.float64)
-    batches = [torch.randn(1000, 5, generator=g, dtype=torch.float64) for _ in range(2)]
+    Z = torch.randn(700, d, generator=g, dtype=torch.float64)
+    batches = [torch.randn(700, 5, generator=g, dtype=torch.float64) for _ in range(2)]
     specs = [Gaussian(bandwidth=h) for h in (0.5, 1.0, 3.0)]
     dense = _KernelOperator(Z, specs, "torch", 2**40)
     streamed = _KernelOperator(Z, specs, "torch", 0)
@@ -353,6 +353,7 @@ BAD = [
     pytest.param(dict(aggregate=True, bandwidth=1.0), ValueError, "bandwidth", id="aggregate-one-float"),
     pytest.param(dict(aggregate="yes"), TypeError, "aggregate", id="aggregate-type"),
     pytest.param(dict(backend="cuda"), ValueError, "backend", id="backend"),
+    pytest.param(dict(precision="half"), ValueError, "precision", id="precision"),
 ]
 
 
@@ -375,6 +376,16 @@ def test_bad_samples(X, Y, word):
     if word != "at least 2":
         with pytest.raises((ValueError, TypeError), match=word):
             energy_test(X, Y)
+
+
+@pytest.mark.parametrize("kwargs, error, word", [
+    pytest.param(dict(exponent=2.0), ValueError, "exponent", id="exponent-2"),
+    pytest.param(dict(exponent="one"), TypeError, "exponent", id="exponent-string"),
+    pytest.param(dict(precision="half"), ValueError, "precision", id="precision"),
+])
+def test_bad_energy_arguments(kwargs, error, word):
+    with pytest.raises(error, match=word):
+        energy_test(X0, Y0, **kwargs)
 
 
 def test_energy_test_allows_single_points_and_rejects_a_gpu_generator():

@@ -220,6 +220,8 @@ def _run_test(a) -> int:
     common = dict(n_permutations=a.permutations, seed=a.seed, alternative=a.alternative,
                   backend=a.backend, progress=False if a.quiet or a.json else None)
     if a.test == "energy":
+        if a.aggregate or a.bandwidth is not None or a.kernel != "gaussian":
+            raise InputError("--aggregate, --bandwidth and --kernel apply to --test mmd, not --test energy")
         res = energy_test(X, Y, exponent=a.exponent, **common)
     else:
         res = mmd_test(X, Y, kernel=a.kernel, bandwidth=a.bandwidth, aggregate=a.aggregate, alpha=a.alpha,

@@ -137,6 +137,8 @@ def test_library_errors_become_exit_status_2(pair, capsys):
     assert "bandwidth" in capsys.readouterr().err
     assert main(["test", a, b, "--permutations", "0"]) == 2
     assert "n_permutations" in capsys.readouterr().err
+    assert main(["test", a, b, "--test", "energy", "--aggregate"]) == 2
+    assert "--test mmd" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # argparse rejects a malformed --bandwidth itself
         main(["test", a, b, "--bandwidth", "wide"])
     assert e.value.code == 2

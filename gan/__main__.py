@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--workdir", default=None, help="keep each run's metrics and PNGs here")
     b.add_argument("--note", default="", help="a line added under the header (e.g. why steps were cut)")
     b.add_argument("--eval-samples", type=int, default=2500, help="generated points for the metrics")
+    b.add_argument("--jobs", type=int, default=1, help="trainings run at once (worker processes)")
     b.add_argument("--no-progress", action="store_true")
     return p
 
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     command = "python -m mmdkit.gan " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     run_bench(args.losses, tuple(args.data), tuple(args.seeds), args.steps, args.out_md, args.workdir,
               command=command, progress=not args.no_progress, note=args.note,
-              eval_samples=args.eval_samples)
+              eval_samples=args.eval_samples, jobs=args.jobs)
     return 0
 
 

@@ -29,8 +29,9 @@ def deltas(n, d, t):
 @pytest.mark.parametrize("t", [0.5, 3.0])
 @pytest.mark.parametrize("d", [1, 3])
 def test_cramer_surrogate_is_blind_to_point_masses(t, d):
+    import mmdkit.gan
     fake, real = deltas(8, d, t)
-    assert float(L.cramer_surrogate(fake, real)) == pytest.approx(0.0, abs=1e-12)
+    assert float(mmdkit.gan.cramer_surrogate(fake, real)) == pytest.approx(0.0, abs=1e-12)
     assert float(energy_distance(fake, real)) == pytest.approx(2 * t, rel=1e-12)
 
 
@@ -306,15 +307,16 @@ def test_kid_is_the_polynomial_mmd(gen):
 
 # ----------------------------------------------------------------------------- training and CLI
 
-TRAIN = [  # (loss, data, steps): short runs, each must lower mmd2_heldout
-    ("gmmn", "ring8", 100), ("mmd-gan", "ring8", 100), ("cramer-gan", "ring8", 100),
-    ("energy-gan", "ring8", 100), ("wgan", "ring8", 100), ("wgan-gp", "ring8", 100),
-    ("lsgan", "ring8", 100), ("ebgan", "ring8", 100), ("gan", "ring8", 100), ("ns-gan", "ring8", 100),
-    ("fisher-gan", "ring8", 100), ("mcgan", "ring8", 100), ("began", "ring8", 100), ("magan", "ring8", 100),
+SLOW = pytest.mark.slow  # > ~8 s each on the shared 2-core machine (5 critic steps, or dense penalties)
+TRAIN = [  # (loss, data, steps): short runs, each must lower mmd2_heldout by 20 %
+    pytest.param(name, "ring8", 100, id=name, marks=[SLOW] if name in (
+        "wgan", "wgan-gp", "cramer-gan", "energy-gan", "fisher-gan", "mcgan", "gan", "ebgan") else [])
+    for name in ("gmmn", "mmd-gan", "cramer-gan", "energy-gan", "wgan", "wgan-gp", "lsgan", "ebgan", "gan",
+                 "ns-gan", "fisher-gan", "mcgan", "began", "magan")
 ]
 
 
-@pytest.mark.parametrize("name,data,steps", TRAIN, ids=[t[0] for t in TRAIN])
+@pytest.mark.parametrize("name,data,steps", TRAIN)
 def test_short_training_improves_mmd2_heldout(name, data, steps):
     from mmdkit.gan.trainer import train
     m = train(name, data, steps=steps, seed=0, batch_size=128, progress=False, eval_samples=1000)

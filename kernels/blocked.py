@@ -212,21 +212,21 @@ class _BlockSums(torch.autograd.Function):
         N, p = Zc.shape[0], len(bounds) - 1
         group = torch.bucketize(torch.arange(N, device=Z.device), torch.tensor(bounds[1:-1], device=Z.device), right=True)
         Zaug = torch.cat([torch.ones(N, 1, dtype=Zc.dtype, device=Zc.device), Zc], 1) if need_grad else None
-        rowsum = torch.zeros(N, p, dtype=torch.float64, device=Z.device)  # rowsum[i, b] = sum_{j in b} k_ij
+        S = torch.zeros(p, p, dtype=torch.float64, device=Z.device)
         D = torch.zeros(N, p, Zaug.shape[1], dtype=Zc.dtype, device=Z.device) if need_grad else None
         tiles = [(i0, i1, bisect.bisect_right(bounds, i0) - 1) for i0, i1 in _ranges(N, TILE_SYM, bounds)]
         for a, (i0, i1, bi) in enumerate(tiles):
             for j0, j1, bj in tiles[a:]:
                 k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, 0 if i0 == j0 else None,
                               exclude_diagonal)
-                rowsum[i0:i1, bj] += k.sum(1)
+                total = k.sum()  # one pass: only block totals are needed, not row sums
+                S[bi, bj] += total
                 if need_grad:
                     D[i0:i1, bj] += dk @ Zaug[j0:j1]  # (BM, BN) @ (BN, 1+d) -> (BM, 1+d)
-                if j0 != i0:
-                    rowsum[j0:j1, bi] += k.sum(0)
+                if j0 != i0:  # the mirrored tile
+                    S[bj, bi] += total
                     if need_grad:
                         D[j0:j1, bi] += dk.T @ Zaug[i0:i1]
-        S = torch.zeros(p, p, dtype=torch.float64, device=Z.device).index_add_(0, group, rowsum)
         ctx.save_for_backward(Zc, D, group)
         ctx.kind, ctx.in_dtype = kernel.kind, Z.dtype
         return S  # float64: the estimators combine these sums without cancellation loss

@@ -4,9 +4,10 @@ Tables: kernel specs x shapes x modes (X vs Y, symmetric Y=None, with and
 without the diagonal). Tiles are shrunk to 5 x 7 (symmetric 6) so that every
 size below is ragged and crosses several tiles; one case runs the default
 tiles on sizes that are not multiples of them (the precision budgets use
-24 x 20, symmetric 28). float64 must match to 1e-10
-(relative, normwise); float32/float16/bfloat16 are judged by an error budget:
-at most twice as far from float64 as plain dense torch at the same precision.
+24 x 20, symmetric 28). float64 must match to 1e-10 (relative, normwise);
+float32/float16/bfloat16 are judged by an error budget: at most twice as far
+from float64 as plain dense torch at the same precision (the float32 backward
+of distance kernels in d <= 3 is a known miss, marked xfail; see GRAD_XFAIL).
 """
 import math
 
@@ -77,7 +78,7 @@ def rel_err(a, ref):
 
 
 def samples(n, m, d, p, mode, gen, dtype=torch.float64):
-    """X (n, d), Y (m', d) or None, V (rows, p), scaled so typical distances are O(1)."""
+    """X (n, d), Y (m, d; n rows for "xy-exclude") or None, V (rows, p); distances O(1)."""
     X = torch.randn(n, d, generator=gen, dtype=torch.float64) / d ** 0.5
     Y = None
     if mode.startswith("xy"):

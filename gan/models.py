@@ -19,15 +19,20 @@ def mlp(d_in: int, d_out: int, hidden: int = 128, layers: int = 3, act=nn.ReLU) 
 
 
 class Generator(nn.Module):
-    """z ~ N(0, I_z_dim) -> R^2 through an MLP; ``sample(n, generator)`` draws z itself."""
+    """z ~ N(0, I_z_dim) -> R^2 through an MLP; ``sample(n, generator)`` draws z itself.
 
-    def __init__(self, z_dim: int = 8, d_out: int = 2, hidden: int = 128, layers: int = 4):
+    The MLP's output is multiplied by the fixed ``out_scale`` (the trainer passes
+    the data's scale), so the network works in units of the data's extent.
+    """
+
+    def __init__(self, z_dim: int = 8, d_out: int = 2, hidden: int = 128, layers: int = 4,
+                 out_scale: float = 1.0):
         super().__init__()
-        self.z_dim = z_dim
+        self.z_dim, self.out_scale = z_dim, out_scale
         self.net = mlp(z_dim, d_out, hidden, layers)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
+        return self.net(z) * self.out_scale
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         return self(torch.randn(n, self.z_dim, generator=generator))

@@ -45,7 +45,7 @@ def _set_scale(loss: GANLoss, data: ToyData) -> None:
 def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000, seed: int = 0,
           out: str | Path | None = None, batch_size: int = 256, instance_noise: InstanceNoise | None = None,
           snapshots: int = 6, progress: bool = True, threads: int | None = 1,
-          eval_samples: int = EVAL_SAMPLES, lr_decay: str = "linear") -> dict:
+          eval_samples: int = EVAL_SAMPLES, lr_decay: str = "linear", scale_output: bool = False) -> dict:
     """Train a generator on a toy data set with ``loss``; returns (and writes) the metrics.
 
     Parameters
@@ -61,6 +61,9 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     instance_noise : optional :class:`~mmdkit.gan.constraints.InstanceNoise` on the critic's inputs
     lr_decay : "linear" (default: both learning rates decay linearly to 0 at the last
         generator step, the same schedule for every loss) or "none"
+    scale_output : multiply the generator's output by the data's scale (4 for grid25, 1 for
+        ring8) so the network works in units of the data's extent; off by default (in a
+        1000-step gmmn run on grid25 it did not help)
     snapshots : how many sample snapshots over time go into samples.png
     progress : show a tqdm progress bar
     eval_samples : generated points the metrics use (2500, the benchmark tables' count;
@@ -95,7 +98,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        G = Generator()
+        G = Generator(out_scale=data.scale if scale_output else 1.0)
         C = make_critic(loss)
     opt_g = make_optimizer(loss, G.parameters(), loss.lr_g)
     opt_c = make_optimizer(loss, C.parameters(), loss.lr_c) if C is not None else None
@@ -164,7 +167,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     metrics.update({"mmd2_heldout_init": init["mmd2_heldout"], "steps": steps, "seconds": seconds,
                     "cpu_seconds": cpu_seconds,
                     "seed": seed, "data": data.name, "batch_size": batch_size, "eval_samples": eval_samples,
-                    "lr_decay": lr_decay, "loss_state": state,
+                    "lr_decay": lr_decay, "scale_output": scale_output, "loss_state": state,
                     "instance_noise": None if instance_noise is None else vars(instance_noise),
                     "settings": loss.settings()})
     if out is not None:

@@ -81,6 +81,11 @@ def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: 
             t.add_((L[:, c:c + 1] - R[:, c]).square_())
     else:
         t = L @ R.T  # (BM, d+2) @ (d+2, BN) -> (BM, BN)
+        if kernel.cusp_at_zero:
+            # The expansion leaves ~ (d+2) eps (|x|^2 + |y|^2) of rounding where x = y, which a
+            # sqrt would turn into ~sqrt(eps) |x|: pairs below that bound are coincident, t = 0.
+            tol = (L[:, -2:-1] + R[:, -1].max()).mul_(4 * L.shape[1] * torch.finfo(t.dtype).eps)
+            t.masked_fill_(t <= tol, 0.0)  # (BM, BN) <= (BM, 1); also clamps negatives
     if kernel.kind == "distance":
         t.clamp_min_(0)
         if diagonal is not None and not exclude:

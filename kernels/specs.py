@@ -36,6 +36,9 @@ class KernelSpec:
     kind: ClassVar[str] = "distance"
     name: ClassVar[str] = "kernel"
     has_bandwidth: ClassVar[bool] = True
+    # True when k has a cusp at t = 0 (a sqrt of t): there the engines must see
+    # coincident points at exactly t = 0, not at a rounding error above it.
+    cusp_at_zero: ClassVar[bool] = False
     bandwidth: float | None = None
 
     def evaluate_(self, t: Tensor, derivative: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -82,6 +85,7 @@ class Laplace(KernelSpec):
     """k(x, y) = exp(-||x - y|| / h). dk/dt is set to 0 at t = 0 (finite gradient)."""
 
     name: ClassVar[str] = "laplace"
+    cusp_at_zero: ClassVar[bool] = True
 
     def evaluate_(self, t, derivative=False):
         h = self._h()
@@ -106,6 +110,7 @@ class Energy(KernelSpec):
 
     name: ClassVar[str] = "energy"
     has_bandwidth: ClassVar[bool] = False
+    cusp_at_zero: ClassVar[bool] = True
     exponent: float = 1.0
 
     def __post_init__(self):
@@ -201,6 +206,10 @@ class Mixture(KernelSpec):
     @property
     def needs_bandwidth(self) -> bool:
         return any(c.needs_bandwidth for c in self.components)
+
+    @property
+    def cusp_at_zero(self) -> bool:  # type: ignore[override]
+        return any(c.cusp_at_zero for c in self.components)
 
     @property
     def bandwidths(self) -> tuple[float | None, ...]:

@@ -265,15 +265,11 @@ def test_energy_distance_float32_n2000_d16(centre):
     assert close(energy_distance(X, Y, unbiased=True), energy_distance(X64, Y64, unbiased=True), rtol=1e-4)
 
 
-# Known defect (reported to the lead): for d > 2 the engine's norm expansion leaves
-# ~eps |x|^2 of rounding in t where x = y, which sqrt turns into ~sqrt(eps) |x|
-# (2.4e-4 |x| in float32) per coincident pair. On a bootstrap resample (most
-# points repeated) float32 then misses 1e-4 for Laplace and Energy at d = 16
-# (measured below: 1.8e-4 and 9.5e-4, while dense float32 torch is at ~1e-5);
-# smooth kernels and d <= 2 (direct differences) are not affected. Strict: a
-# fix turns these into failures that ask for the marker to go.
-DUPLICATES_XFAIL = pytest.mark.xfail(strict=True, reason="float32 coincident points through the norm "
-                                     "expansion (see comment)")
+# For d > 2 the engine's norm expansion leaves ~eps |x|^2 of rounding in t where
+# x = y, which sqrt would turn into ~sqrt(eps) |x| per coincident pair (before the
+# fix: 1.8e-4 and 9.5e-4 relative error on this bootstrap resample in float32 for
+# Energy and Laplace at d = 16). Kernels with a cusp at 0 now zero t below the
+# rounding bound; these cases guard that.
 
 
 @pytest.mark.parametrize("kernel, d", [
@@ -281,8 +277,8 @@ DUPLICATES_XFAIL = pytest.mark.xfail(strict=True, reason="float32 coincident poi
     pytest.param(Gaussian(2.0), 16, id="gaussian-d16"),
     pytest.param(Energy(), 2, id="energy-d2"),
     pytest.param(Laplace(2.0), 2, id="laplace-d2"),
-    pytest.param(Energy(), 16, id="energy-d16", marks=DUPLICATES_XFAIL),
-    pytest.param(Laplace(2.0), 16, id="laplace-d16", marks=DUPLICATES_XFAIL),
+    pytest.param(Energy(), 16, id="energy-d16"),
+    pytest.param(Laplace(2.0), 16, id="laplace-d16"),
 ])
 def test_float32_with_duplicate_points(kernel, d):
     """mmd2_unbiased on a bootstrap resample (most points repeated), float32 within 1e-4 of float64."""

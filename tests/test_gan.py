@@ -239,14 +239,12 @@ def test_gradient_penalty_of_mmd_witness_matches_mmdkit_witness(gen):
     X = torch.randn(30, 2, generator=gen, dtype=torch.float64)
     Y = torch.randn(25, 2, generator=gen, dtype=torch.float64) + 0.5
     T = torch.randn(11, 2, generator=gen, dtype=torch.float64)
-    # atol 1e-6: mmdkit.witness builds its +-1/n weights in float32 even for float64 input
-    # (torch.full without dtype in estimators.witness; reported), an error of ~1e-8 relative per weight
     for k in (L.rq_mixture(), Mixture.of(Gaussian, [0.5, 2.0])):
-        torch.testing.assert_close(L.dense_witness(k, X, Y)(T), witness(X, Y, T, kernel=k), rtol=0, atol=1e-6)
+        torch.testing.assert_close(L.dense_witness(k, X, Y)(T), witness(X, Y, T, kernel=k), rtol=0, atol=1e-12)
     # Energy: mmdkit's witness adds E||X|| - E||Y|| (the norm terms of the kernel): a constant shift
     diff = witness(X, Y, T, kernel=Energy()) - L.dense_witness(Energy(), X, Y)(T)
     torch.testing.assert_close(diff, torch.full_like(diff, float(X.norm(dim=1).mean() - Y.norm(dim=1).mean())),
-                               rtol=0, atol=1e-6)
+                               rtol=0, atol=1e-12)
     # and it is twice differentiable: the penalty has a gradient w.r.t. the critic
     C = Critic(out_dim=4).double()
     gp = GradientPenalty(1.0)(L.MMDGAN().critic_function(C, Y, X), Y, X, gen)

@@ -20,8 +20,11 @@ $(DEPS): $(BIN)/python pyproject.toml
 install: $(DEPS)
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --force-reinstall .
 
+# Commands run from .venv/: `python -m` puts the cwd first on sys.path, and the
+# repository's mmdkit/ folder is not the installed package (kernels/, gan/ are mapped).
 demo: install
-	$(BIN)/python -m mmdkit.demo --out runs/demo
+	mkdir -p runs
+	cd $(VENV) && bin/python -m mmdkit.demo --out ../runs/demo
 
 # Default suite (< 10 min on 2 cores): unit, statistical and interpreter-mode
 # Triton tests, and every benchmark once with timing disabled so they never rot.
@@ -32,18 +35,18 @@ test: install
 # Ahead-of-time compile of every Triton kernel variant for sm_80 and sm_90
 # (no GPU needed); fails on register spills. CI runs it after `make test`.
 report: install
-	$(BIN)/python -m mmdkit.kernels.report --quiet --jobs 2
+	cd $(VENV) && bin/python -m mmdkit.kernels.report --quiet --jobs 2
 
 # Everything, including slow statistical tests (type-I error, GAN training).
 test-full: install
 	$(BIN)/pytest -m "slow or not slow"
 	$(BIN)/pytest bench/ --benchmark-disable
-	$(BIN)/python -m mmdkit.kernels.report --jobs 2
+	cd $(VENV) && bin/python -m mmdkit.kernels.report --jobs 2
 
 # Timed benchmarks over the issues' full grids (see bench/RESULTS.md).
 bench: install
 	MMDKIT_BENCH=full $(BIN)/pytest bench/ --benchmark-json=runs/bench.json
-	$(BIN)/python bench/make_results.py runs/bench.json
+	$(BIN)/python bench/make_results.py runs/bench.json > runs/bench.md
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info runs .benchmarks

@@ -146,8 +146,10 @@ def test_library_errors_become_exit_status_2(pair, capsys):
 
 def test_python_dash_m(pair):
     _, _, a, b = pair
+    # cwd away from the repository root: `python -m` puts the cwd first on sys.path,
+    # and the source folder mmdkit/ is not the installed package (kernels/ and gan/ are mapped)
     proc = subprocess.run([sys.executable, "-m", "mmdkit", "test", a, b, "--permutations", "20", "--seed", "0",
-                           "--json"], capture_output=True, text=True, timeout=300)
+                           "--json"], capture_output=True, text=True, timeout=300, cwd=Path(a).parent)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["n_permutations"] == 20
 
@@ -156,5 +158,6 @@ def test_console_script(pair):
     exe = shutil.which("mmdkit", path=str(Path(sys.executable).parent)) or shutil.which("mmdkit")
     if exe is None:
         pytest.skip("console script not installed")
-    bad = subprocess.run([exe, "test", pair[2], "missing.csv"], capture_output=True, text=True, timeout=300)
+    bad = subprocess.run([exe, "test", pair[2], "missing.csv"], capture_output=True, text=True, timeout=300,
+                         cwd=Path(pair[2]).parent)
     assert bad.returncode == 2 and "missing.csv: no such file" in bad.stderr

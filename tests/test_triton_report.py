@@ -8,6 +8,7 @@ TRITON_INTERPRET=1 that conftest.py sets for this process. The full report
 import json
 import os
 import subprocess
+import tempfile
 import sys
 
 import pytest
@@ -23,7 +24,8 @@ def rows():
     cmd = [sys.executable, "-m", "mmdkit.kernels.report", "--json", "--kernels", "rq", "imq",
            "--dtypes", "float32", "bfloat16", "--precisions", "ieee", "--directions", "fwd", "--archs", "90",
            "--jobs", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    # cwd away from the repository root (`python -m` would import the unmapped source folder mmdkit/)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tempfile.gettempdir())
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 

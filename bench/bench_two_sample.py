@@ -15,7 +15,6 @@ Also runnable as a script (the fresh-process measurement):
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from benchutil import sizes
+from benchutil import peak_rss_mib, sizes
 
 DCOR_RESAMPLES = 20
 SHIFT = 0.05  # a small mean shift: the p-value is informative, not 1/(P+1) at every size
@@ -124,17 +123,6 @@ def test_mmd_test_large_fresh_process(benchmark, n, d, P):
     assert out["n_permutations"] == P and out["peak_rss_mib"] > 0
 
 
-def _peak_rss_mib() -> float:
-    """This process's peak RSS (VmHWM: unlike ru_maxrss it does not inherit the parent's peak across exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--test", choices=["mmd", "energy"], default="mmd")
@@ -144,11 +132,11 @@ def main():
     ap.add_argument("--dtype", default="float32")
     a = ap.parse_args()
     X, Y = _data(a.n, a.d, a.dtype)
-    before = _peak_rss_mib()
+    before = peak_rss_mib()
     t0 = time.perf_counter()
     res = _mmdkit_run(a.test, X, Y, a.permutations)
     seconds = time.perf_counter() - t0
-    peak = _peak_rss_mib()
+    peak = peak_rss_mib()
     print(json.dumps(dict(test=a.test, n=a.n, m=a.n, d=a.d, n_permutations=res.n_permutations, dtype=a.dtype,
                           seconds=round(seconds, 3), peak_rss_mib=round(peak, 1),
                           rss_before_mib=round(before, 1), method=res.method, pvalue=res.pvalue,

@@ -2,6 +2,8 @@
 runs the issues' full grids; the default is a smoke grid that CI runs with
 ``--benchmark-disable`` so the benchmarks never rot."""
 import os
+import resource
+from pathlib import Path
 
 FULL = os.environ.get("MMDKIT_BENCH") == "full"
 
@@ -19,3 +21,14 @@ def record(benchmark, matmul_gflops, *, n, m, d, dtype, backend, pairs, flops, *
         info["gflops"] = flops / stats.min / 1e9
         info["gflops_vs_matmul"] = info["gflops"] / matmul_gflops
     benchmark.extra_info.update(info)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it does not inherit the parent's peak across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

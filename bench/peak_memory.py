@@ -2,18 +2,18 @@
 
     python bench/peak_memory.py --n 100000 --d 16 [--grad] [--stat mmd2_unbiased|energy_distance]
 
-Prints one JSON line: n, d, seconds, peak_rss_mib (ru_maxrss of this process,
+Prints one JSON line: n, d, seconds, peak_rss_mib (VmHWM of this process,
 which includes the ~300 MiB that importing torch costs) and the value.
 """
 import argparse
 import json
-import resource
 import time
 
 import torch
 
 import mmdkit
 from mmdkit.kernels.reference import make_pair
+from benchutil import peak_rss_mib
 
 
 def main():
@@ -24,7 +24,7 @@ def main():
     ap.add_argument("--grad", action="store_true")
     a = ap.parse_args()
     X, Y = make_pair(a.n, a.n, a.d, shift=0.1)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = peak_rss_mib()
     if a.grad:
         X.requires_grad_(), Y.requires_grad_()
     f = getattr(mmdkit, a.stat)
@@ -34,7 +34,7 @@ def main():
     if a.grad:
         v.backward()
     dt = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(json.dumps(dict(stat=a.stat, n=a.n, d=a.d, grad=a.grad, seconds=round(dt, 3),
                           peak_rss_mib=round(peak, 1), rss_before_mib=round(before, 1),
                           value=float(v), threads=torch.get_num_threads())))

@@ -218,7 +218,8 @@ class _BlockSums(torch.autograd.Function):
         group = torch.bucketize(torch.arange(N, device=Z.device), torch.tensor(bounds[1:-1], device=Z.device), right=True)
         Zaug = torch.cat([torch.ones(N, 1, dtype=Zc.dtype, device=Zc.device), Zc], 1) if need_grad else None
         S = torch.zeros(p, p, dtype=torch.float64, device=Z.device)
-        D = torch.zeros(N, p, Zaug.shape[1], dtype=Zc.dtype, device=Z.device) if need_grad else None
+        # D[b, i] = sum_{j in block b} k'_ij [1, z_j]  (block-major, so each update is one in-place addmm)
+        D = torch.zeros(p, N, Zaug.shape[1], dtype=Zc.dtype, device=Z.device) if need_grad else None
         tiles = [(i0, i1, bisect.bisect_right(bounds, i0) - 1) for i0, i1 in _ranges(N, TILE_SYM, bounds)]
         for a, (i0, i1, bi) in enumerate(tiles):
             for j0, j1, bj in tiles[a:]:
@@ -227,11 +228,11 @@ class _BlockSums(torch.autograd.Function):
                 total = k.sum()  # one pass: only block totals are needed, not row sums
                 S[bi, bj] += total
                 if need_grad:
-                    D[i0:i1, bj] += dk @ Zaug[j0:j1]  # (BM, BN) @ (BN, 1+d) -> (BM, 1+d)
+                    D[bj, i0:i1].addmm_(dk, Zaug[j0:j1])  # (BM, BN) @ (BN, 1+d) -> (BM, 1+d)
                 if j0 != i0:  # the mirrored tile
                     S[bj, bi] += total
                     if need_grad:
-                        D[j0:j1, bi] += dk.T @ Zaug[i0:i1]
+                        D[bi, j0:j1].addmm_(dk.T, Zaug[i0:i1])
         ctx.save_for_backward(Zc, D, group)
         ctx.kind, ctx.in_dtype = kernel.kind, Z.dtype
         return S  # float64: the estimators combine these sums without cancellation loss
@@ -243,7 +244,7 @@ class _BlockSums(torch.autograd.Function):
             raise RuntimeError("block_sums was run without need_grad; cannot differentiate")
         # L = sum_ab G_ab S_ab  =>  dL/dz_i = sum_j (G + G.T)[b_i, b_j] dk(z_i, z_j)/dz_i
         Wt = (G + G.T).to(Zc.dtype)[group]  # (N, p): weight of block b for row i
-        gZ = _grad_from(Zc, Wt, torch.cat([D[:, :, 0], D[:, :, 1:].flatten(1)], 1), ctx.kind)
+        gZ = _grad_from(Zc, Wt, torch.cat([D[:, :, 0].T, D[:, :, 1:].transpose(0, 1).flatten(1)], 1), ctx.kind)
         return gZ.to(ctx.in_dtype), None, None, None, None
 
 

@@ -37,7 +37,7 @@ def main():
     peak = peak_rss_mib()
     print(json.dumps(dict(stat=a.stat, n=a.n, d=a.d, grad=a.grad, seconds=round(dt, 3),
                           peak_rss_mib=round(peak, 1), rss_before_mib=round(before, 1),
-                          value=float(v), threads=torch.get_num_threads())))
+                          value=float(v.detach()), threads=torch.get_num_threads())))
 
 
 if __name__ == "__main__":

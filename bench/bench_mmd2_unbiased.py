@@ -4,8 +4,7 @@ import pytest
 import torch
 
 import mmdkit
-from mmdkit.kernels.reference import make_pair
-from benchutil import record, sizes
+from benchutil import bench_pair_statistic, sizes
 
 NS = sizes([1000, 4000, 10000, 20000], [500])
 DS = sizes([2, 16, 64], [2, 16])
@@ -32,14 +31,4 @@ IMPLS = {
 @pytest.mark.parametrize("n", NS)
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 def test_mmd2_unbiased(benchmark, matmul_gflops, impl, n, d, mode):
-    X, Y = make_pair(n, n, d, shift=0.5)
-    f = IMPLS[impl]
-    if mode == "fwd":
-        run = lambda: f(X, Y)
-    else:
-        Xr, Yr = X.clone().requires_grad_(), Y.clone().requires_grad_()
-        run = lambda: torch.autograd.grad(f(Xr, Yr), [Xr, Yr])
-    benchmark.pedantic(run, rounds=3 if n >= 10000 else 5, warmup_rounds=1)
-    pairs = (2 * n) ** 2 / 2  # distinct pairs of the pooled sample (engine uses symmetry)
-    record(benchmark, matmul_gflops, n=n, m=n, d=d, dtype=X.dtype, backend=impl, pairs=pairs,
-           flops=pairs * 2 * (d + 2), mode=mode)
+    bench_pair_statistic(benchmark, matmul_gflops, IMPLS[impl], impl, n, d, mode)

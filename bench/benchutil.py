@@ -32,3 +32,21 @@ def peak_rss_mib() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_pair_statistic(benchmark, matmul_gflops, f, impl, n, d, mode):
+    """Time ``f(X, Y)`` (mode "fwd") or it and its gradients ("fwd+bwd") on make_pair(n, n, d)
+    and record pairs/s and GFLOP/s (2 (d + 2) flops per distinct pooled pair)."""
+    import torch
+    from mmdkit.kernels.reference import make_pair
+
+    X, Y = make_pair(n, n, d, shift=0.5)
+    if mode == "fwd":
+        run = lambda: f(X, Y)
+    else:
+        Xr, Yr = X.clone().requires_grad_(), Y.clone().requires_grad_()
+        run = lambda: torch.autograd.grad(f(Xr, Yr), [Xr, Yr])
+    benchmark.pedantic(run, rounds=3 if n >= 10000 else 5, warmup_rounds=1)
+    pairs = (2 * n) ** 2 / 2  # distinct pairs of the pooled sample (the engine uses symmetry)
+    record(benchmark, matmul_gflops, n=n, m=n, d=d, dtype=X.dtype, backend=impl, pairs=pairs,
+           flops=pairs * 2 * (d + 2), mode=mode)

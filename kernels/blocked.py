@@ -37,6 +37,12 @@ TILE_ROWS, TILE_COLS, TILE_SYM = 512, 1024, 768
 DIRECT_MAX_D = 2
 
 
+def grad_dtype(Z: Tensor) -> torch.dtype:
+    """Accumulation dtype of the gradient products: float64 for float32 data with
+    d <= 3, where z_i sum_j k'_ij - sum_j k'_ij z_j cancels badly (dense points)."""
+    return torch.float64 if Z.dtype == torch.float32 and Z.shape[1] <= 3 else Z.dtype
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float64 stays float64; every other float dtype is computed in float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -131,6 +137,8 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
             k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal)
             if V is not None:
                 KV[i0:i1].addmm_(k, V[j0:j1])  # (BM, BN) @ (BN, p) -> (BM, p)
+            if deriv:  # the gradient products accumulate in grad_dtype (see there)
+                dk = dk.to((W if W is not None else WT).dtype)
             if W is not None:
                 DW[i0:i1].addmm_(dk, W[j0:j1])
             if sym and j0 != i0:  # the mirrored tile
@@ -154,6 +162,7 @@ def _outer(A: Tensor, Z: Tensor) -> Tensor:
 def _grad_from(Z: Tensor, G: Tensor, D: Tensor, kind: str) -> Tensor:
     """sum_c G[i,c] * d/dz_i of (K' stuff): D holds K' @ [V, V (x) Y] for the p columns of G."""
     n, p = G.shape
+    G, Z = G.to(D.dtype), Z.to(D.dtype)  # D may be float64 (grad_dtype)
     D0, D1 = D[:, :p], D[:, p:].reshape(n, p, -1)
     cross = torch.einsum("np,npd->nd", G, D1)
     if kind == "dot":
@@ -180,15 +189,15 @@ class _KernelMatmul(torch.autograd.Function):
         gX = gY = gV = None
         if ctx.sym:
             # d/dx_i of G.(K V) = sum_j k'_ij dt_ij/dx_i (G_i.V_j + V_i.G_j): K' @ [V, V(x)X, G, G(x)X]
-            W = torch.cat([_outer(Vc, Xc), _outer(G, Xc)], 1) if nx else None
+            W = torch.cat([_outer(Vc, Xc), _outer(G, Xc)], 1).to(grad_dtype(Xc)) if nx else None
             KG, _, D, _ = _sweep(Xc, None, G if nv else None, kernel, ctx.exclude, W=W)
             if nx:
                 half = D.shape[1] // 2
                 gX = _grad_from(Xc, G, D[:, :half], kind) + _grad_from(Xc, Vc, D[:, half:], kind)
             gV = KG
         else:
-            W = _outer(Vc, Yc) if nx else None
-            WT = _outer(G, Xc) if ny else None
+            W = _outer(Vc, Yc).to(grad_dtype(Xc)) if nx else None
+            WT = _outer(G, Xc).to(grad_dtype(Xc)) if ny else None
             _, KtG, D, DT = _sweep(Xc, Yc, None, kernel, ctx.exclude, W=W, WT=WT, VT=G if nv else None)
             gX = _grad_from(Xc, G, D, kind) if nx else None
             gY = _grad_from(Yc, Vc, DT, kind) if ny else None
@@ -216,10 +225,11 @@ class _BlockSums(torch.autograd.Function):
         L, R = _factors(Zc, Zc, kernel.kind)
         N, p = Zc.shape[0], len(bounds) - 1
         group = torch.bucketize(torch.arange(N, device=Z.device), torch.tensor(bounds[1:-1], device=Z.device), right=True)
-        Zaug = torch.cat([torch.ones(N, 1, dtype=Zc.dtype, device=Zc.device), Zc], 1) if need_grad else None
+        gdt = grad_dtype(Zc)
+        Zaug = torch.cat([torch.ones(N, 1, dtype=Zc.dtype, device=Zc.device), Zc], 1).to(gdt) if need_grad else None
         S = torch.zeros(p, p, dtype=torch.float64, device=Z.device)
         # D[b, i] = sum_{j in block b} k'_ij [1, z_j]  (block-major, so each update is one in-place addmm)
-        D = torch.zeros(p, N, Zaug.shape[1], dtype=Zc.dtype, device=Z.device) if need_grad else None
+        D = torch.zeros(p, N, Zaug.shape[1], dtype=gdt, device=Z.device) if need_grad else None
         tiles = [(i0, i1, bisect.bisect_right(bounds, i0) - 1) for i0, i1 in _ranges(N, TILE_SYM, bounds)]
         for a, (i0, i1, bi) in enumerate(tiles):
             for j0, j1, bj in tiles[a:]:
@@ -228,6 +238,7 @@ class _BlockSums(torch.autograd.Function):
                 total = k.sum()  # one pass: only block totals are needed, not row sums
                 S[bi, bj] += total
                 if need_grad:
+                    dk = dk.to(gdt)
                     D[bj, i0:i1].addmm_(dk, Zaug[j0:j1])  # (BM, BN) @ (BN, 1+d) -> (BM, 1+d)
                 if j0 != i0:  # the mirrored tile
                     S[bj, bi] += total

@@ -505,7 +505,7 @@ def bandwidth_grid(X, Y, count: int = _GRID_SIZE, max_points: int = _GRID_POINTS
     Xt, Yt, _ = as_pair(X, Y, 1)
     count = check_int(count, "count", 2)
     pick = lambda A: A[torch.linspace(0, A.shape[0] - 1, min(max_points, A.shape[0])).long()]
-    dist = torch.cdist(pick(Xt).double(), pick(Yt).double()).flatten()
+    dist = torch.cdist(pick(Xt.detach()).double(), pick(Yt.detach()).double()).flatten()
     dist = dist[dist > 0]
     if dist.numel() == 0:
         raise ValueError("bandwidth grid is undefined: all points of `X` and `Y` coincide")

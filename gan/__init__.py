@@ -6,15 +6,15 @@ from mmdkit.gan.constraints import GradientPenalty, InstanceNoise, WeightClip  #
 from mmdkit.gan.data import DATASETS, get_dataset, grid25, ring8, swissroll  # noqa: E402
 from mmdkit.gan.losses import (  # noqa: E402
     BEGAN, EBGAN, GMMN, LOSSES, LSGAN, MAGAN, NSGAN, WGAN, WGANGP, CramerGAN, EnergyGAN, FisherGAN,
-    GANLoss, McGAN, MinimaxGAN, MMDGAN, cramer_surrogate, get_loss, pull_away,
+    RWGAN, GANLoss, McGAN, MinimaxGAN, MMDGAN, bregman_kl, cramer_surrogate, get_loss, pull_away,
 )
 from mmdkit.gan.metrics import evaluate, kid, mmd2_heldout, mode_statistics  # noqa: E402
 from mmdkit.gan.trainer import train  # noqa: E402
 
 __all__ = [
     "GANLoss", "GMMN", "MMDGAN", "CramerGAN", "EnergyGAN", "WGAN", "WGANGP", "LSGAN", "EBGAN",
-    "MinimaxGAN", "NSGAN", "FisherGAN", "McGAN", "BEGAN", "MAGAN", "LOSSES", "get_loss",
-    "cramer_surrogate", "pull_away", "WeightClip", "GradientPenalty", "InstanceNoise",
+    "MinimaxGAN", "NSGAN", "FisherGAN", "McGAN", "BEGAN", "MAGAN", "RWGAN", "LOSSES", "get_loss",
+    "bregman_kl", "cramer_surrogate", "pull_away", "WeightClip", "GradientPenalty", "InstanceNoise",
     "ring8", "grid25", "swissroll", "DATASETS", "get_dataset",
     "mode_statistics", "mmd2_heldout", "kid", "evaluate", "train",
 ]

@@ -209,6 +209,37 @@ def test_magan_margin_is_set_then_only_decreases():
     assert float(loss.critic_loss(_FixedAE(), real, torch.full((3, 2), 0.1))) == pytest.approx(1 + (0.25 - 0.01))
 
 
+def test_bregman_kl_is_the_generalised_kl_of_the_exponentiated_points(gen):
+    x = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+    u, v = (x / 2).exp(), (y / 2).exp()
+    ref = (u * torch.log(u / v) - u + v).sum(1)   # sum u log(u/v) - u + v, by hand
+    assert torch.allclose(L.bregman_kl(x, y, scale=2.0), ref, rtol=1e-12, atol=0)
+    assert torch.all(L.bregman_kl(x, y) > 0) and float(L.bregman_kl(x, x).abs().max()) == 0.0
+    assert not torch.allclose(L.bregman_kl(x, y), L.bregman_kl(y, x))   # asymmetric
+
+
+def test_rwgan_losses_penalty_and_asymmetric_clamp():
+    real, fake = torch.zeros(2, 1), torch.ones(3, 1)
+    f = lambda x: 5.0 * x[:, 0]  # noqa: E731  f(real) = 0, f(fake) = 5
+    # pairs (0, 1): f(real) - f(fake) = -5 -> no violation; f(fake) - f(real) - B(1, 0) = 5 - 1 = 4 -> 16
+    rw = L.RWGAN(weight=0.5)
+    assert float(rw.critic_loss(f, real, fake)) == pytest.approx(5.0 + 0.5 * 0.5 * 16.0, rel=1e-6)
+    assert float(L.RWGAN(cost="clamp").critic_loss(f, real, fake)) == pytest.approx(5.0)
+    assert float(rw.generator_loss(f, real, fake)) == pytest.approx(-5.0)
+    net = torch.nn.Linear(4, 4)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+        net.bias.fill_(-1.0)
+    rw.clip(net)
+    assert float(net.weight.detach().max()) == pytest.approx(0.02, rel=1e-7)
+    assert float(net.bias.detach().min()) == pytest.approx(-0.01, rel=1e-7)
+    with pytest.raises(ValueError, match="`cost`"):
+        L.RWGAN(cost="nope")
+    with pytest.raises(ValueError, match="`clip_low`"):
+        L.RWGAN(clip_low=0.01)
+
+
 # ----------------------------------------------------------------------------- constraints
 
 def test_gradient_penalty_by_hand():
@@ -308,9 +339,9 @@ def test_kid_is_the_polynomial_mmd(gen):
 SLOW = pytest.mark.slow  # > ~8 s each on the shared 2-core machine (5 critic steps, or dense penalties)
 TRAIN = [  # (loss, data, steps): short runs, each must lower mmd2_heldout by 20 %
     pytest.param(name, "ring8", 100, id=name, marks=[SLOW] if name in (
-        "wgan", "wgan-gp", "cramer-gan", "energy-gan", "fisher-gan", "mcgan", "gan", "ebgan") else [])
+        "wgan", "wgan-gp", "cramer-gan", "energy-gan", "fisher-gan", "mcgan", "gan", "ebgan", "rwgan") else [])
     for name in ("gmmn", "mmd-gan", "cramer-gan", "energy-gan", "wgan", "wgan-gp", "lsgan", "ebgan", "gan",
-                 "ns-gan", "fisher-gan", "mcgan", "began", "magan")
+                 "ns-gan", "fisher-gan", "mcgan", "began", "magan", "rwgan")
 ]
 
 

@@ -74,9 +74,19 @@ def _factors(X: Tensor, Y: Tensor, kind: str) -> tuple[Tensor, Tensor]:
     return torch.cat([X * -2, sq(X), one(X)], 1), torch.cat([Y, one(Y), sq(Y)], 1)
 
 
+def _dk_unit(kernel: KernelSpec) -> float:
+    """The factor the dk tiles of :func:`_tile` are in units of: dk/dt = unit * dk.
+
+    For kernels whose derivative is a multiple of the value (Gaussian), the
+    tile reuses k (no second (BM, BN) tensor, one elementwise pass less).
+    """
+    c = kernel.derivative_scale()
+    return 1.0 if c is None else c
+
+
 def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: int | None,
           exclude: bool = True):
-    """k and dk/dt on the tile L @ R.T.
+    """k and dk/dt / _dk_unit(kernel) on the tile L @ R.T.
 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself:
     they are zeroed (``exclude``) or get a distance of exactly 0.
@@ -96,7 +106,10 @@ def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: 
         t.clamp_min_(0)
         if diagonal is not None and not exclude:
             t.diagonal(diagonal).zero_()
-    k, dk = kernel.evaluate_(t, derivative)
+    scaled = derivative and kernel.derivative_scale() is not None
+    k, dk = kernel.evaluate_(t, derivative and not scaled)
+    if scaled:  # dk/dt = c k: the callers multiply their products of dk by c (_dk_unit)
+        dk = k
     if diagonal is not None and exclude:
         k.diagonal(diagonal).zero_()
         if dk is not None:
@@ -151,6 +164,10 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
                     KtVT[j0:j1].addmm_(k.T, VT[i0:i1])  # (BN, BM) @ (BM, p) -> (BN, p)
                 if WT is not None:
                     DtWT[j0:j1].addmm_(dk.T, WT[i0:i1])
+    unit = _dk_unit(kernel)
+    if unit != 1.0:
+        DW = None if DW is None else DW.mul_(unit)
+        DtWT = None if DtWT is None else DtWT.mul_(unit)
     return KV, KtVT, DW, DtWT
 
 
@@ -244,6 +261,8 @@ class _BlockSums(torch.autograd.Function):
                     S[bj, bi] += total
                     if need_grad:
                         D[bi, j0:j1].addmm_(dk.T, Zaug[i0:i1])
+        if need_grad and _dk_unit(kernel) != 1.0:
+            D.mul_(_dk_unit(kernel))
         ctx.save_for_backward(Zc, D, group)
         ctx.kind, ctx.in_dtype = kernel.kind, Z.dtype
         return S  # float64: the estimators combine these sums without cancellation loss

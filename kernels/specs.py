@@ -45,6 +45,14 @@ class KernelSpec:
         """Return ``(k(t), dk/dt or None)``; may overwrite ``t``."""
         raise NotImplementedError  # abstract: every concrete spec overrides it
 
+    def derivative_scale(self) -> float | None:
+        """c when dk/dt = c k(t) for every t (Gaussian), else None.
+
+        Engines then multiply accumulated products of k by c instead of
+        forming a separate dk/dt tile.
+        """
+        return None
+
     # -- helpers shared by all specs ---------------------------------------
     @property
     def needs_bandwidth(self) -> bool:
@@ -74,8 +82,11 @@ class Gaussian(KernelSpec):
 
     name: ClassVar[str] = "gaussian"
 
+    def derivative_scale(self):
+        return -0.5 / self._h() ** 2
+
     def evaluate_(self, t, derivative=False):
-        c = -0.5 / self._h() ** 2
+        c = self.derivative_scale()
         k = t.mul_(c).exp_()
         return k, (k * c if derivative else None)
 

@@ -32,3 +32,18 @@ IMPLS = {
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 def test_mmd2_unbiased(benchmark, matmul_gflops, impl, n, d, mode):
     bench_pair_statistic(benchmark, matmul_gflops, IMPLS[impl], impl, n, d, mode)
+
+
+SMALL_BANDWIDTH = 0.05  # most exp arguments far below log(tiny): torch's slow exp path unless clamped
+IMPLS_SMALL = {
+    "engine": lambda X, Y: mmdkit.mmd2_unbiased(X, Y, bandwidth=SMALL_BANDWIDTH, backend="torch"),
+    "dense": lambda X, Y: dense_mmd2_unbiased(X, Y, h=SMALL_BANDWIDTH),
+}
+
+
+@pytest.mark.parametrize("impl", list(IMPLS_SMALL))
+@pytest.mark.parametrize("n", sizes([4000], [500]))
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+def test_mmd2_unbiased_small_bandwidth(benchmark, matmul_gflops, impl, n, mode):
+    """A bandwidth far below the data's spread (GMMN-style mixtures): underflowing kernel values."""
+    bench_pair_statistic(benchmark, matmul_gflops, IMPLS_SMALL[impl], impl, n, 2, mode)

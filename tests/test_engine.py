@@ -288,3 +288,22 @@ def test_kernel_matmul_centred_far_from_origin_float32(gen):
     out = kernel_matmul(X32, Y32, V32, Gaussian(1.0))
     ref = dense_matmul(X32.double(), Y32.double(), V32.double(), Gaussian(1.0), False)
     assert rel_err(out, ref) <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kernel", [Gaussian(0.05), Laplace(0.01), Mixture.of(Gaussian, [0.01, 0.1])], ids=str)
+def test_underflowing_kernel_values_are_floored_not_wrong(kernel, dtype, gen):
+    """Small bandwidths on spread points: exp arguments far below log(tiny) (the slow path
+    of torch's exp) are clamped; values and gradients still match the dense float64 formula."""
+    X = torch.randn(40, 2, generator=gen, dtype=torch.float64) * 3   # d = 2: direct differences
+    Y = torch.randn(30, 2, generator=gen, dtype=torch.float64) * 3
+    Y[:5] = X[:5] + 0.01  # a few close pairs carry the sums
+    V = torch.randn(30, 2, generator=gen, dtype=torch.float64)
+    G = torch.randn(40, 2, generator=gen, dtype=torch.float64)
+    out, (gx,) = grads(lambda X: kernel_matmul(X, Y.to(dtype), V.to(dtype), kernel), (X.to(dtype),), G.to(dtype))
+    ref, (rx,) = grads(lambda X: kernel_matrix(X, Y, kernel) @ V, (X,), G)
+    tiny = torch.finfo(dtype).tiny
+    assert float((kernel_matrix(X, Y, kernel) < tiny).double().mean()) > 0.25   # many underflow
+    assert torch.isfinite(out).all() and torch.isfinite(gx).all()
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert rel_err(out.double(), ref) <= tol and rel_err(gx.double(), rx) <= tol

@@ -15,6 +15,7 @@ import sys
 from mmdkit.gan.constraints import InstanceNoise
 from mmdkit.gan.data import DATASETS
 from mmdkit.gan.losses import LOSSES
+from mmdkit.gan.trainer import G_HIDDEN, G_LAYERS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="output folder")
     t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--g-hidden", type=int, default=G_HIDDEN, help="generator width")
+    t.add_argument("--g-layers", type=int, default=G_LAYERS, help="generator linear maps")
     t.add_argument("--instance-noise", type=float, default=0.0,
                    help="initial std of instance noise on the critic's inputs (annealed to 0 over --steps / 2)")
     t.add_argument("--eval-samples", type=int, default=2500, help="generated points for the metrics")
@@ -41,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--note", default="", help="a line added under the header (e.g. why steps were cut)")
     b.add_argument("--eval-samples", type=int, default=2500, help="generated points for the metrics")
     b.add_argument("--jobs", type=int, default=1, help="trainings run at once (worker processes)")
+    b.add_argument("--batch-size", type=int, default=256)
+    b.add_argument("--g-hidden", type=int, default=G_HIDDEN, help="generator width")
+    b.add_argument("--g-layers", type=int, default=G_LAYERS, help="generator linear maps")
     b.add_argument("--no-progress", action="store_true")
     return p
 
@@ -54,7 +60,7 @@ def main(argv=None) -> int:
             noise = InstanceNoise(args.instance_noise, max(1, args.steps // 2))
         m = train(args.loss, args.data, steps=args.steps, seed=args.seed, out=args.out,
                   batch_size=args.batch_size, instance_noise=noise, progress=not args.no_progress,
-                  eval_samples=args.eval_samples)
+                  eval_samples=args.eval_samples, g_hidden=args.g_hidden, g_layers=args.g_layers)
         shown = {k: v for k, v in m.items() if k != "settings"}
         print(json.dumps(shown, indent=1, default=str))
         return 0
@@ -62,7 +68,8 @@ def main(argv=None) -> int:
     command = "python -m mmdkit.gan " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     run_bench(args.losses, tuple(args.data), tuple(args.seeds), args.steps, args.out_md, args.workdir,
               command=command, progress=not args.no_progress, note=args.note,
-              eval_samples=args.eval_samples, jobs=args.jobs)
+              eval_samples=args.eval_samples, jobs=args.jobs, batch_size=args.batch_size,
+              g_hidden=args.g_hidden, g_layers=args.g_layers)
     return 0
 
 

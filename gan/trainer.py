@@ -15,7 +15,11 @@ from mmdkit.gan.losses import GANLoss, get_loss
 from mmdkit.gan.metrics import EVAL_SAMPLES, evaluate
 from mmdkit.gan.models import AutoencoderCritic, Critic, Generator
 
-__all__ = ["train", "make_critic", "make_optimizer"]
+__all__ = ["train", "make_critic", "make_optimizer", "G_HIDDEN", "G_LAYERS"]
+
+# The generator every loss gets (same network for all, so the table compares losses):
+# an MLP of G_LAYERS linear maps, G_HIDDEN units wide, ReLU.
+G_HIDDEN, G_LAYERS = 128, 4
 
 
 def make_critic(loss: GANLoss, d: int = 2) -> nn.Module | None:
@@ -45,7 +49,8 @@ def _set_scale(loss: GANLoss, data: ToyData) -> None:
 def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000, seed: int = 0,
           out: str | Path | None = None, batch_size: int = 256, instance_noise: InstanceNoise | None = None,
           snapshots: int = 6, progress: bool = True, threads: int | None = 1,
-          eval_samples: int = EVAL_SAMPLES, lr_decay: str = "linear", scale_output: bool = False) -> dict:
+          eval_samples: int = EVAL_SAMPLES, lr_decay: str = "linear", scale_output: bool = False,
+          g_hidden: int = G_HIDDEN, g_layers: int = G_LAYERS) -> dict:
     """Train a generator on a toy data set with ``loss``; returns (and writes) the metrics.
 
     Parameters
@@ -64,6 +69,8 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     scale_output : multiply the generator's output by the data's scale (4 for grid25, 1 for
         ring8) so the network works in units of the data's extent; off by default (in a
         1000-step gmmn run on grid25 it did not help)
+    g_hidden, g_layers : the generator MLP's width and number of linear maps (defaults:
+        ``G_HIDDEN`` x ``G_LAYERS``; see there)
     snapshots : how many sample snapshots over time go into samples.png
     progress : show a tqdm progress bar
     eval_samples : generated points the metrics use (2500, the benchmark tables' count;
@@ -98,7 +105,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        G = Generator(out_scale=data.scale if scale_output else 1.0)
+        G = Generator(hidden=g_hidden, layers=g_layers, out_scale=data.scale if scale_output else 1.0)
         C = make_critic(loss)
     opt_g = make_optimizer(loss, G.parameters(), loss.lr_g)
     opt_c = make_optimizer(loss, C.parameters(), loss.lr_c) if C is not None else None
@@ -168,6 +175,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
                     "cpu_seconds": cpu_seconds,
                     "seed": seed, "data": data.name, "batch_size": batch_size, "eval_samples": eval_samples,
                     "lr_decay": lr_decay, "scale_output": scale_output, "loss_state": state,
+                    "generator": {"hidden": g_hidden, "layers": g_layers, "z_dim": G.z_dim},
                     "instance_noise": None if instance_noise is None else vars(instance_noise),
                     "settings": loss.settings()})
     if out is not None:

@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=3000, help="generator steps")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="output folder")
-    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--batch-size", type=int, default=None, help="default: the loss's own, else 256")
     t.add_argument("--g-hidden", type=int, default=G_HIDDEN, help="generator width")
     t.add_argument("--g-layers", type=int, default=G_LAYERS, help="generator linear maps")
     t.add_argument("--instance-noise", type=float, default=0.0,
@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--note", default="", help="a line added under the header (e.g. why steps were cut)")
     b.add_argument("--eval-samples", type=int, default=2500, help="generated points for the metrics")
     b.add_argument("--jobs", type=int, default=1, help="trainings run at once (worker processes)")
-    b.add_argument("--batch-size", type=int, default=256)
+    b.add_argument("--batch-size", type=int, default=None, help="default: each loss's own, else 256")
     b.add_argument("--g-hidden", type=int, default=G_HIDDEN, help="generator width")
     b.add_argument("--g-layers", type=int, default=G_LAYERS, help="generator linear maps")
     b.add_argument("--no-progress", action="store_true")

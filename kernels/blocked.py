@@ -166,8 +166,9 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
                     DtWT[j0:j1].addmm_(dk.T, WT[i0:i1])
     unit = _dk_unit(kernel)
     if unit != 1.0:
-        DW = None if DW is None else DW.mul_(unit)
-        DtWT = None if DtWT is None else DtWT.mul_(unit)
+        for A in (DW, DtWT):
+            if A is not None:
+                A.mul_(unit)
     return KV, KtVT, DW, DtWT
 
 
@@ -261,8 +262,9 @@ class _BlockSums(torch.autograd.Function):
                     S[bj, bi] += total
                     if need_grad:
                         D[bi, j0:j1].addmm_(dk.T, Zaug[i0:i1])
-        if need_grad and _dk_unit(kernel) != 1.0:
-            D.mul_(_dk_unit(kernel))
+        unit = _dk_unit(kernel)
+        if need_grad and unit != 1.0:
+            D.mul_(unit)
         ctx.save_for_backward(Zc, D, group)
         ctx.kind, ctx.in_dtype = kernel.kind, Z.dtype
         return S  # float64: the estimators combine these sums without cancellation loss

@@ -14,7 +14,9 @@ import torch
 from mmdkit.gan.losses import LOSSES, get_loss
 from mmdkit.gan.trainer import BATCH_SIZE, G_HIDDEN, G_LAYERS, _jsonable, train
 
-__all__ = ["run_bench", "PUBLISHED", "format_table"]
+__all__ = ["run_bench", "PUBLISHED", "format_table", "format_targets", "MMD_FAMILY"]
+
+MMD_FAMILY = ("gmmn", "mmd-gan", "cramer-gan", "energy-gan")
 
 # Published rows, 2-D toys (same data definitions, their own architectures and
 # step counts). (modes, high-quality %, reverse KL); VEEGAN reports no reverse KL.
@@ -68,6 +70,19 @@ def format_table(results: dict, data: str) -> str:
     for name, modes, hq, rkl in PUBLISHED.get(data, []):
         lines.append(f"| *{name}* (published) | {modes} | {hq} | {'—' if rkl is None else rkl} | — | — | — | — |")
     return "\n".join(lines)
+
+
+def format_targets(results: dict, data: str = "grid25", losses=MMD_FAMILY, min_modes: int = 24,
+                   min_hq: float = 0.70) -> str:
+    """Per-seed table of the MMD family on ``data`` against the target (>= min_modes, >= min_hq)."""
+    lines = [f"| loss | seed | modes | high quality % | reverse KL | CPU s | >= {min_modes} modes and >= {100 * min_hq:.0f} % |",
+             "|---|---|---|---|---|---|---|"]
+    for loss in losses:
+        for r in (r for r in results.get(loss, []) if r["data"] == data):
+            ok = r["modes_covered"] >= min_modes and r["high_quality"] >= min_hq
+            lines.append(f"| {loss} | {r['seed']} | {r['modes_covered']} | {100 * r['high_quality']:.1f} "
+                         f"| {r['reverse_kl']:.3g} | {r['cpu_seconds']:.0f} | {'yes' if ok else 'no'} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def _batches(losses, batch_size: int | None) -> str:
@@ -145,6 +160,12 @@ def run_bench(losses=None, datasets=("ring8", "grid25"), seeds=(0, 1, 2), steps:
     body = []
     for data in datasets:
         body += ["", f"## {data}", "", format_table(results, data)]
+    targets = format_targets(results) if "grid25" in datasets else ""
+    if targets:
+        body += ["", "## Issue 5 target: grid25, every seed of this run", "",
+                 f"The MMD-family losses must cover >= 24/25 modes with >= 70 % high-quality samples at "
+                 f"{steps} generator steps (the best of them: 25/25, >= 95 %, reverse KL <= 0.03, within "
+                 "10 CPU-minutes).", "", targets]
     out_md.write_text("\n".join(head + body) + "\n")
     if workdir is not None:
         Path(workdir, "bench_results.json").write_text(json.dumps(_jsonable(results), indent=1))

@@ -80,7 +80,10 @@ def test_mmd_losses_on_point_masses(t):
     m = L.MMDGAN()
     closed_rq = sum(2 - 2 * (1 + t * t / (2 * a)) ** -a for a in m.alphas)
     assert float(m.generator_loss(ident, real, fake)) == pytest.approx(closed_rq, rel=1e-10)
-    assert float(m.critic_loss(ident, real, fake)) == pytest.approx(-closed_rq, rel=1e-10)
+    # repulsive critic on point masses: E k(r, r') = E k(f, f') = k(0) = len(alphas), so 0
+    assert float(m.critic_loss(ident, real, fake)) == pytest.approx(0.0, abs=1e-12)
+    assert float(L.MMDGAN(critic_objective="attractive").critic_loss(ident, real, fake)) == pytest.approx(
+        -closed_rq, rel=1e-10)
     e = L.EnergyGAN()   # U-statistic: self-distances vanish, 2 E||X - Y|| = 2 t
     assert float(e.generator_loss(ident, real, fake)) == pytest.approx(2 * t, rel=1e-10)
     assert float(e.critic_loss(ident, real, fake)) == pytest.approx(-2 * t, rel=1e-10)
@@ -106,6 +109,31 @@ def test_mmd_losses_agree_with_the_dense_reference(gen):
     assert float(m.generator_loss(ident, real, fake)) == pytest.approx(float(mmd2_reference(fake, real, m.kernel())), rel=1e-9)
     assert float(L.EnergyGAN().generator_loss(ident, real, fake)) == pytest.approx(
         float(mmd2_reference(fake, real, Energy())), rel=1e-9)
+
+
+def test_repulsive_loss_against_the_dense_within_sample_means(gen):
+    from mmdkit.kernels.reference import kernel_matrix
+    real = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    fake = torch.randn(33, 3, generator=gen, dtype=torch.float64) * 0.5 + 1
+    k = L.rq_mixture()
+    offdiag = lambda A: (kernel_matrix(A, A, k).sum() - kernel_matrix(A, A, k).diagonal().sum()) / (len(A) * (len(A) - 1))
+    ref = float(offdiag(real) - offdiag(fake))
+    assert float(L.repulsive_loss(real, fake, k)) == pytest.approx(ref, rel=1e-10)
+    m = L.MMDGAN()   # the default critic objective is the repulsive one
+    assert float(m.critic_loss(ident, real, fake)) == pytest.approx(ref, rel=1e-10)
+    # fake (sd 0.5) tighter than real (sd 1): fake pairs are closer, E k(f, f') > E k(r, r')
+    assert ref < 0
+    # gradient: autograd through the dense reference agrees with the engine's fused backward
+    r1, f1 = real.clone().requires_grad_(), fake.clone().requires_grad_()
+    L.repulsive_loss(r1, f1, k).backward()
+    r2, f2 = real.clone().requires_grad_(), fake.clone().requires_grad_()
+    (offdiag(r2) - offdiag(f2)).backward()
+    torch.testing.assert_close(r1.grad, r2.grad, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(f1.grad, f2.grad, rtol=1e-9, atol=1e-12)
+    a = L.MMDGAN(critic_objective="attractive")
+    assert float(a.critic_loss(ident, real, fake)) == pytest.approx(-float(mmd2_reference(real, fake, k)), rel=1e-9)
+    with pytest.raises(ValueError, match="`critic_objective`"):
+        L.MMDGAN(critic_objective="nope")
 
 
 class _FixedAE(torch.nn.Module):
@@ -373,6 +401,17 @@ def test_cli_bench_writes_the_table(tmp_path):
                  "--out-md", str(md), "--no-progress", "--eval-samples", "300"]) == 0
     text = md.read_text()
     assert "| gmmn |" in text and "| wgan |" in text and "PacGAN4" in text and "--steps 3" in text
+
+
+def test_target_table_marks_each_seed():
+    from mmdkit.gan.bench import format_targets
+    run = lambda seed, modes, hq: {"data": "grid25", "seed": seed, "modes_covered": modes, "high_quality": hq,
+                                   "reverse_kl": 0.01, "cpu_seconds": 100.0}
+    rows = format_targets({"gmmn": [run(0, 25, 0.70), run(1, 23, 0.9)], "mmd-gan": [run(0, 24, 0.699)],
+                           "wgan": [run(0, 25, 0.99)]}).splitlines()[2:]
+    assert rows == ["| gmmn | 0 | 25 | 70.0 | 0.01 | 100 | yes |", "| gmmn | 1 | 23 | 90.0 | 0.01 | 100 | no |",
+                    "| mmd-gan | 0 | 24 | 69.9 | 0.01 | 100 | no |"]   # baselines are not part of the target
+    assert format_targets({"wgan": [run(0, 25, 0.99)]}) == ""
 
 
 def test_same_seed_same_result():

@@ -3,18 +3,21 @@
 Examples
 --------
 python -m mmdkit.gan train --loss mmd-gan --data grid25 --steps 3000 --seed 0 --out runs/mmd
+python -m mmdkit.gan train --loss mmd-gan --set critic_objective=attractive --set penalty.weight=1 --out runs/mmd-a
 python -m mmdkit.gan bench --steps 3000 --seeds 0 1 2
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import json
 import shlex
 import sys
 
 from mmdkit.gan.constraints import InstanceNoise
 from mmdkit.gan.data import DATASETS
-from mmdkit.gan.losses import LOSSES
+from mmdkit.gan.losses import LOSSES, GANLoss, get_loss
 from mmdkit.gan.trainer import G_HIDDEN, G_LAYERS
 
 
@@ -33,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--instance-noise", type=float, default=0.0,
                    help="initial std of instance noise on the critic's inputs (annealed to 0 over --steps / 2)")
     t.add_argument("--eval-samples", type=int, default=2500, help="generated points for the metrics")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one of the loss's settings (repeatable), e.g. lr_c=3e-3, "
+                        "critic_objective=attractive, penalty.weight=1 (values as Python literals)")
     t.add_argument("--no-progress", action="store_true")
     b = sub.add_parser("bench", help="every loss on ring8 and grid25 for several seeds -> bench/GAN_RESULTS.md")
     b.add_argument("--losses", nargs="+", default=None, choices=sorted(LOSSES), help="default: all")
@@ -51,14 +57,50 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def loss_from_settings(name: str, pairs: list[str]) -> GANLoss:
+    """The loss ``name`` with ``KEY=VALUE`` overrides; a dotted KEY sets a field of a nested setting.
+
+    Examples
+    --------
+    >>> loss_from_settings("mmd-gan", ["lr_c=0.01", "penalty.weight=1", "critic_objective=attractive"]).penalty.weight
+    1
+    """
+    default = get_loss(name)
+    known = {f.name for f in dataclasses.fields(default) if not f.name.startswith("_")}
+    kwargs: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"`--set` takes KEY=VALUE, got {pair!r}")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw  # a bare word: a string setting such as critic_objective=attractive
+        field, _, sub = key.partition(".")
+        if field not in known:
+            raise ValueError(f"`--set {key}`: {name} has no setting {field!r}; its settings: {sorted(known)}")
+        if sub:
+            nested = kwargs.get(field, getattr(default, field))
+            if not dataclasses.is_dataclass(nested):
+                raise ValueError(f"`--set {key}`: {name}'s {field!r} is {nested!r}, which has no field {sub!r}")
+            value = dataclasses.replace(nested, **{sub: value})
+        kwargs[field] = tuple(value) if isinstance(value, list) else value
+    return get_loss(name, **kwargs)
+
+
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "train":
         from mmdkit.gan.trainer import train
+        try:
+            loss = loss_from_settings(args.loss, args.set)
+        except (ValueError, TypeError) as e:
+            parser.error(str(e))
         noise = None
         if args.instance_noise > 0:
             noise = InstanceNoise(args.instance_noise, max(1, args.steps // 2))
-        m = train(args.loss, args.data, steps=args.steps, seed=args.seed, out=args.out,
+        m = train(loss, args.data, steps=args.steps, seed=args.seed, out=args.out,
                   batch_size=args.batch_size, instance_noise=noise, progress=not args.no_progress,
                   eval_samples=args.eval_samples, g_hidden=args.g_hidden, g_layers=args.g_layers)
         shown = {k: v for k, v in m.items() if k != "settings"}

@@ -403,6 +403,22 @@ def test_cli_bench_writes_the_table(tmp_path):
     assert "| gmmn |" in text and "| wgan |" in text and "PacGAN4" in text and "--steps 3" in text
 
 
+def test_cli_set_overrides_loss_settings(tmp_path, capsys):
+    from mmdkit.gan.__main__ import main
+    out = tmp_path / "run"
+    assert main(["train", "--loss", "mmd-gan", "--data", "ring8", "--steps", "2", "--out", str(out), "--no-progress",
+                 "--batch-size", "32", "--eval-samples", "200", "--set", "critic_objective=attractive",
+                 "--set", "penalty.weight=1.5", "--set", "lr_c=0.01", "--set", "alphas=[1.0, 2.0]"]) == 0
+    s = json.loads((out / "metrics.json").read_text())["settings"]
+    assert (s["critic_objective"], s["penalty"]["weight"], s["penalty"]["n_points"], s["lr_c"], s["alphas"]) == (
+        "attractive", 1.5, 64, 0.01, [1.0, 2.0])
+    for bad, msg in ((["lr_x=1"], "no setting 'lr_x'"), (["lr_c"], "KEY=VALUE"), (["lr_g.weight=1"], "no field"),
+                     (["critic_objective=nope"], "`critic_objective`")):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--loss", "mmd-gan", "--out", str(out), "--set", *bad])
+        assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
 def test_target_table_marks_each_seed():
     from mmdkit.gan.bench import format_targets
     run = lambda seed, modes, hq: {"data": "grid25", "seed": seed, "modes_covered": modes, "high_quality": hq,

@@ -252,17 +252,17 @@ class MMDGAN(GANLoss):
     critic's learning rate (1e-4 ... 4e-3), the number of critic steps (5:
     worse), the objective's square root or the raw input appended to the
     features. The repulsive critic keeps resolving the real modes: 1 % high
-    quality at GP weight 1 (8 modes), 35 % at 0.1, 46 % at 0.03, 64 % with ``lr_c`` 3e-3 (58-64 % up
-    to 1e-2), 82 % with ``lr_g`` 2e-3 (83 % on seed 1; 67 % at 3e-3; 77 % with
-    GP weight 0.01). Batch 512 gave 85 % at 2.5x the CPU time, so the default
-    stays at the trainer's 256.
+    quality at GP weight 1 (8 modes), 35 % at 0.1, 46 % at 0.03; then 64 %
+    with ``lr_c`` 3e-3 (58-64 % up to 1e-2) and 82 % with ``lr_g`` 2e-3 (83 % on
+    seed 1; 67 % at 3e-3; 77 % with GP weight 0.01). Batch 512 gave 85 % at
+    2.5x the CPU time, so the default stays at the trainer's 256.
 
     ``variant="li"`` (Li et al. 2017): an autoencoder critic h = encoder, a
     Gaussian mixture kernel on codes (``gaussian_bandwidths``), weight clipping
     c = 0.01 and the reconstruction regulariser:
     L_C = -MMD^2_u + ``ae_weight`` (||dec(h(x)) - x||^2 + ||dec(h(G z)) - G z||^2) means.
     (The paper's one-sided hinge on E f(x) - E f(G z) is left out; ``critic_objective``
-    does not apply.) In a 3000-step grid25 run it collapsed to one mode.
+    does not apply.) In a 3000-step grid25 run (lr 1e-3 for both) it collapsed to one mode.
 
     References
     ----------

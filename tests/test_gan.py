@@ -116,7 +116,11 @@ def test_repulsive_loss_against_the_dense_within_sample_means(gen):
     real = torch.randn(40, 3, generator=gen, dtype=torch.float64)
     fake = torch.randn(33, 3, generator=gen, dtype=torch.float64) * 0.5 + 1
     k = L.rq_mixture()
-    offdiag = lambda A: (kernel_matrix(A, A, k).sum() - kernel_matrix(A, A, k).diagonal().sum()) / (len(A) * (len(A) - 1))
+
+    def offdiag(A):  # mean of k(a_i, a_j) over i != j, from the dense float64 matrix
+        K = kernel_matrix(A, A, k)
+        return (K.sum() - K.diagonal().sum()) / (len(A) * (len(A) - 1))
+
     ref = float(offdiag(real) - offdiag(fake))
     assert float(L.repulsive_loss(real, fake, k)) == pytest.approx(ref, rel=1e-10)
     m = L.MMDGAN()   # the default critic objective is the repulsive one

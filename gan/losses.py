@@ -224,6 +224,11 @@ def repulsive_loss(real: Tensor, fake: Tensor, kernel: KernelSpec) -> Tensor:
     return (mean_pairs(real) - mean_pairs(fake)).to(real.dtype)
 
 
+def _check_critic_objective(value: str) -> None:
+    if value not in ("repulsive", "attractive"):
+        raise ValueError(f"`critic_objective` must be 'repulsive' or 'attractive', got {value!r}")
+
+
 def rq_mixture(alphas=(0.2, 0.5, 1.0, 2.0, 5.0), bandwidth: float = 1.0) -> Mixture:
     """Bińkowski et al.'s rational-quadratic mixture sum_a (1 + ||x - y||^2 / (2 a))^(-a)."""
     return Mixture(components=tuple(RationalQuadratic(bandwidth=bandwidth, alpha=a) for a in alphas))
@@ -295,8 +300,7 @@ class MMDGAN(GANLoss):
     def __post_init__(self):
         if self.variant not in ("binkowski", "li"):
             raise ValueError(f"`variant` must be 'binkowski' or 'li', got {self.variant!r}")
-        if self.critic_objective not in ("repulsive", "attractive"):
-            raise ValueError(f"`critic_objective` must be 'repulsive' or 'attractive', got {self.critic_objective!r}")
+        _check_critic_objective(self.critic_objective)
         if self.variant == "li":
             self.penalty, self.clip = None, self.clip or WeightClip(0.01)
 
@@ -327,52 +331,101 @@ class MMDGAN(GANLoss):
         return lambda x: w(critic(x))
 
 
-def _energy_witness(critic, real: Tensor, fake: Tensor) -> Callable[[Tensor], Tensor]:
-    """x -> E||h(x) - h(Y)|| - E||h(x) - h(X)|| (X fake, Y real): the energy witness, dense."""
-    w = dense_witness(Energy(), critic(fake), critic(real))
+def _energy_witness(critic, real: Tensor, fake: Tensor, exponent: float = 1.0) -> Callable[[Tensor], Tensor]:
+    """x -> E||h(x) - h(Y)||^b - E||h(x) - h(X)||^b (X fake, Y real): the energy witness, dense."""
+    w = dense_witness(Energy(exponent=exponent), critic(fake), critic(real))
     return lambda x: w(critic(x))
 
 
 @dataclass
-class CramerGAN(GANLoss):
+class _EnergyCritic(GANLoss):
+    """Settings and critic loss shared by the two energy-distance GANs (see there)."""
+
+    critic_type: ClassVar[str] = "features"
+    critic_objective: str = "repulsive"
+    exponent: float = 0.5
+    critic_dim: int = 16
+    lr_g: float = 1e-3
+    lr_c: float = 3e-3
+    penalty: GradientPenalty | None = field(default_factory=lambda: GradientPenalty(weight=0.01, n_points=64))
+    batch_size: int | None = 512
+
+    def __post_init__(self):
+        _check_critic_objective(self.critic_objective)
+        Energy(exponent=self.exponent)  # checks the exponent (0 < b < 2)
+
+    def kernel(self) -> Energy:
+        """The energy kernel; mmdkit evaluates its pairwise part k(u, v) = -||u - v||^b.
+
+        The norm terms of the full kernel cancel in the energy distance; the
+        repulsive loss uses the pairwise part as is, so it reads
+        E||h(f) - h(f')||^b - E||h(r) - h(r')||^b.
+        """
+        return Energy(exponent=self.exponent)
+
+    def distance(self, hf: Tensor, hr: Tensor) -> Tensor:
+        """The estimate of D_b between feature samples (each subclass says which)."""
+        raise NotImplementedError
+
+    def critic_loss(self, critic, real, fake):
+        """Repulsive: E k(h(r), h(r')) - E k(h(f), h(f')); attractive: -D_b(h(fake), h(real))."""
+        if self.critic_objective == "repulsive":
+            return repulsive_loss(critic(real), critic(fake), self.kernel())
+        return -self.distance(critic(fake), critic(real))
+
+    def generator_loss(self, critic, real, fake):
+        return self.distance(critic(fake), critic(real))
+
+    def critic_function(self, critic, real, fake):
+        return _energy_witness(critic, real, fake, self.exponent)
+
+
+@dataclass
+class CramerGAN(_EnergyCritic):
     r"""Cramér GAN: energy distance on critic features h, with a gradient penalty.
 
-    ``form="energy"`` (default, the corrected critic): critic and generator use
-    the full energy distance of the features,
+    ``form="energy"`` (default, the corrected critic): the generator minimises
+    the full (generalised) energy distance of the features,
 
-        D(h) = 2 E||h(X) - h(Y)|| - E||h(X) - h(X')|| - E||h(Y) - h(Y')||,
-        L_C = -D(h) + GP,   L_G = D(h),
+        D_b(h) = 2 E||h(X) - h(Y)||^b - E||h(X) - h(X')||^b - E||h(Y) - h(Y')||^b,   L_G = D_b(h),
 
     X, X' two independent fake batches (the trainer draws ``fake_batches = 2``
-    per real batch), the V-statistic of :func:`mmdkit.energy_distance`, GP
-    (weight 10) on the energy witness x -> E||h(x) - h(Y)|| - E||h(x) - h(X)||.
+    per real batch), the V-statistic of :func:`mmdkit.energy_distance`
+    (``exponent`` b; b = 1 is the energy distance). The critic loss is chosen by
+    ``critic_objective``, as in :class:`MMDGAN` with k(u, v) = -||u - v||^b:
 
-    The penalty's expectation uses 64 interpolates per step.
+    - ``"repulsive"`` (default): L_C = E k(h(r), h(r')) - E k(h(f), h(f')) + GP
+      = E||h(f) - h(f')||^b - E||h(r) - h(r')||^b + GP (:func:`repulsive_loss`);
+    - ``"attractive"``: L_C = -D_b(h) + GP.
+
+    GP (weight ``penalty.weight``, 64 interpolates per step) is on the energy
+    witness x -> E||h(x) - h(Y)||^b - E||h(x) - h(X)||^b. The defaults are
+    energy-gan's (see :class:`EnergyGAN` for the measurements behind them).
 
     ``form="surrogate"`` is the paper's Algorithm 1: the critic
     f(x) = ||h(x) - h(x'_g)|| - ||h(x)|| is trained on -(f(x_r) - f(x_g)) + GP(f)
     (expectation: :func:`cramer_surrogate` of the features), the generator on
     ||h(x_r) - h(x_g)|| + ||h(x_r) - h(x'_g)|| - ||h(x_g) - h(x'_g)||. That
     surrogate can vanish while the distributions differ (see
-    :func:`cramer_surrogate`), which is why it is not the default.
+    :func:`cramer_surrogate`), which is why it is not the default; it uses
+    exponent 1 and its own critic, so ``exponent`` and ``critic_objective`` do
+    not apply to it.
 
     References
     ----------
     Bellemare, Danihelka, Dabney, Mohamed, Lakshminarayanan, Hoyer, Munos.
     The Cramér distance as a solution to biased Wasserstein gradients. 2017.
     Gretton. Notes on the Cramér GAN (2017).
+    Wang, Sun, Halgamuge. Improving MMD-GAN training with repulsive loss
+    function. ICLR 2019 (the repulsive critic).
     """
 
     name: ClassVar[str] = "cramer-gan"
     fake_batches: ClassVar[int] = 2
-    critic_type: ClassVar[str] = "features"
     form: str = "energy"
-    critic_dim: int = 16
-    lr_g: float = 1e-3
-    lr_c: float = 1e-3
-    penalty: GradientPenalty | None = field(default_factory=lambda: GradientPenalty(weight=10.0, n_points=64))
 
     def __post_init__(self):
+        super().__post_init__()
         if self.form not in ("energy", "surrogate"):
             raise ValueError(f"`form` must be 'energy' or 'surrogate', got {self.form!r}")
 
@@ -382,59 +435,75 @@ class CramerGAN(GANLoss):
         m = min(h, real.shape[0])
         return critic(real[:m]), critic(fake[:m]), critic(fake[h:h + m])
 
+    def distance(self, hf, hr):
+        return energy_distance(hf, hr, exponent=self.exponent)
+
     def critic_loss(self, critic, real, fake):
         if self.form == "energy":
-            return -energy_distance(critic(fake), critic(real))
+            return super().critic_loss(critic, real, fake)
         hr, hg, hg2 = self._halves(critic, real, fake)
         f = lambda hx: (hx - hg2).norm(dim=1) - hx.norm(dim=1)
         return -(f(hr).mean() - f(hg).mean())
 
     def generator_loss(self, critic, real, fake):
         if self.form == "energy":
-            return energy_distance(critic(fake), critic(real))
+            return super().generator_loss(critic, real, fake)
         hr, hg, hg2 = self._halves(critic, real, fake)
         return ((hr - hg).norm(dim=1) + (hr - hg2).norm(dim=1) - (hg - hg2).norm(dim=1)).mean()
 
     def critic_function(self, critic, real, fake):
         if self.form == "energy":
-            return _energy_witness(critic, real, fake)
+            return super().critic_function(critic, real, fake)
         hg2 = critic(fake[fake.shape[0] // 2:])
         return lambda x: (critic(x)[:, None, :] - hg2[None]).norm(dim=2).mean(1) - critic(x).norm(dim=1)
 
 
 @dataclass
-class EnergyGAN(GANLoss):
-    r"""Energy-distance GAN: the unbiased energy distance of critic features, with GP.
+class EnergyGAN(_EnergyCritic):
+    r"""Energy-distance GAN: the unbiased (generalised) energy distance of critic features, with GP.
 
-        L_C = -ED_u(h(fake), h(real)) + GP,   L_G = ED_u(h(fake), h(real)),
+        L_G = ED_u(h(fake), h(real)) = 2 E||h(X) - h(Y)||^b - E||h(X) - h(X')||^b - E||h(Y) - h(Y')||^b
 
     ED_u = :func:`mmdkit.mmd2_unbiased` with the :class:`mmdkit.Energy` kernel
-    (the U-statistic: no self-pairs), one fake batch, GP (weight 10) on the
-    energy witness of the features. It differs from ``cramer-gan`` (energy
-    form) only in the estimator (U- instead of V-statistic, one fake batch).
+    of ``exponent`` b (the U-statistic: no self-pairs; b = 1 is the energy
+    distance, any b in (0, 2) a metric on distributions), one fake batch. The
+    critic loss is chosen by ``critic_objective``, as in :class:`MMDGAN` with
+    k(u, v) = -||u - v||^b:
+
+    - ``"repulsive"`` (default): L_C = E||h(f) - h(f')||^b - E||h(r) - h(r')||^b + GP
+      (:func:`repulsive_loss`): the critic spreads the real features apart;
+    - ``"attractive"``: L_C = -ED_u + GP.
+
+    GP (weight ``penalty.weight``, 64 interpolates per step) is on the energy
+    witness of the features. It differs from ``cramer-gan`` (energy form) only
+    in the estimator (U- instead of V-statistic, one fake batch).
+
+    Why the defaults (3000-step runs on grid25, 400 x 5 generator): with the
+    attractive critic, b = 1, GP weight 10, ``lr_c`` 1e-3 and batch 256 (the
+    earlier defaults) both energy GANs put only 4-6 % of their samples within 3
+    std of a mode (24 of 25 modes). Under ||u - v|| every point pulls on every
+    other with a unit vector whatever its distance, so the 24 far modes weigh
+    on a sample's gradient as much as its own: even with no critic, the
+    energy distance of the raw samples reaches only 3-8 %. Carrying over the
+    MMD-GAN recipe (seed 0): the repulsive critic with GP 0.03, ``lr_c`` 3e-3,
+    batch 512 gave 42 %, with GP 0.01 49 %. A smaller exponent, whose pull
+    decays as ||u - v||^(b - 1), did the rest: b = 0.5 in the critic's loss
+    alone (the generator still on b = 1) gave 70 % at GP 0.03 and 75, 75, 69 %
+    on seeds 0-2 at GP 0.01; b = 0.5 throughout (the defaults) gives 77 and
+    78 % on seeds 0 and 1, 25 modes each.
 
     References
     ----------
     Székely & Rizzo (2013); Bellemare et al. (2017); Sejdinovic, Sriperumbudur,
     Gretton, Fukumizu. Equivalence of distance-based and RKHS-based statistics
-    in hypothesis testing. Ann. Stat. 2013.
+    in hypothesis testing. Ann. Stat. 2013. Wang, Sun, Halgamuge (2019), the
+    repulsive critic.
     """
 
     name: ClassVar[str] = "energy-gan"
-    critic_type: ClassVar[str] = "features"
-    critic_dim: int = 16
-    lr_g: float = 1e-3
-    lr_c: float = 1e-3
-    penalty: GradientPenalty | None = field(default_factory=lambda: GradientPenalty(weight=10.0, n_points=64))
 
-    def critic_loss(self, critic, real, fake):
-        return -mmd2_unbiased(critic(fake), critic(real), kernel=Energy())
-
-    def generator_loss(self, critic, real, fake):
-        return mmd2_unbiased(critic(fake), critic(real), kernel=Energy())
-
-    def critic_function(self, critic, real, fake):
-        return _energy_witness(critic, real, fake)
+    def distance(self, hf, hr):
+        return mmd2_unbiased(hf, hr, kernel=self.kernel())
 
 
 # --------------------------------------------------------------------------- baselines

@@ -138,6 +138,9 @@ class Energy(KernelSpec):
     exponent: float = 1.0
 
     def __post_init__(self):
+        if self.bandwidth is not None:  # Energy(0.5) would otherwise set the unused bandwidth, not b
+            raise ValueError(f"`bandwidth` does not apply to the energy kernel, got {self.bandwidth!r}; "
+                             "set the exponent by name: Energy(exponent=...)")
         if not 0 < self.exponent < 2:
             raise ValueError(f"`exponent` of Energy must lie in (0, 2), got {self.exponent}")
 

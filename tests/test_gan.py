@@ -84,17 +84,24 @@ def test_mmd_losses_on_point_masses(t):
     assert float(m.critic_loss(ident, real, fake)) == pytest.approx(0.0, abs=1e-12)
     assert float(L.MMDGAN(critic_objective="attractive").critic_loss(ident, real, fake)) == pytest.approx(
         -closed_rq, rel=1e-10)
-    e = L.EnergyGAN()   # U-statistic: self-distances vanish, 2 E||X - Y|| = 2 t
-    assert float(e.generator_loss(ident, real, fake)) == pytest.approx(2 * t, rel=1e-10)
-    assert float(e.critic_loss(ident, real, fake)) == pytest.approx(-2 * t, rel=1e-10)
+    e = L.EnergyGAN()   # U-statistic: self-distances vanish, 2 E||X - Y||^b = 2 t^b (b = 0.5)
+    assert float(e.generator_loss(ident, real, fake)) == pytest.approx(2 * t ** 0.5, rel=1e-10)
+    # repulsive critic: E||f - f'||^b = E||r - r'||^b = 0 on point masses
+    assert float(e.critic_loss(ident, real, fake)) == pytest.approx(0.0, abs=1e-12)
+    e1 = L.EnergyGAN(critic_objective="attractive", exponent=1.0)
+    assert float(e1.generator_loss(ident, real, fake)) == pytest.approx(2 * t, rel=1e-10)
+    assert float(e1.critic_loss(ident, real, fake)) == pytest.approx(-2 * t, rel=1e-10)
 
 
 @pytest.mark.parametrize("t", [0.3, 2.0])
 def test_cramer_gan_forms_on_point_masses(t):
     fake, real = deltas(8, 2, t)
-    energy, surrogate = L.CramerGAN(), L.CramerGAN(form="surrogate")
+    energy, surrogate = L.CramerGAN(critic_objective="attractive", exponent=1.0), L.CramerGAN(form="surrogate")
     assert float(energy.generator_loss(ident, real, fake)) == pytest.approx(2 * t, rel=1e-10)
     assert float(energy.critic_loss(ident, real, fake)) == pytest.approx(-2 * t, rel=1e-10)
+    default = L.CramerGAN()   # exponent 0.5, repulsive critic: 2 t^b and 0
+    assert float(default.generator_loss(ident, real, fake)) == pytest.approx(2 * t ** 0.5, rel=1e-10)
+    assert float(default.critic_loss(ident, real, fake)) == pytest.approx(0.0, abs=1e-12)
     # Algorithm 1: generator sees ||r-g|| + ||r-g'|| - ||g-g'|| = 2t, the critic's surrogate is 0
     assert float(surrogate.generator_loss(ident, real, fake)) == pytest.approx(2 * t, rel=1e-10)
     assert float(surrogate.critic_loss(ident, real, fake)) == pytest.approx(0.0, abs=1e-12)
@@ -108,7 +115,26 @@ def test_mmd_losses_agree_with_the_dense_reference(gen):
     m = L.MMDGAN()
     assert float(m.generator_loss(ident, real, fake)) == pytest.approx(float(mmd2_reference(fake, real, m.kernel())), rel=1e-9)
     assert float(L.EnergyGAN().generator_loss(ident, real, fake)) == pytest.approx(
-        float(mmd2_reference(fake, real, Energy())), rel=1e-9)
+        float(mmd2_reference(fake, real, Energy(exponent=0.5))), rel=1e-9)
+
+
+@pytest.mark.parametrize("b", [0.5, 1.0, 1.5])
+def test_energy_gan_losses_against_pairwise_distance_means(gen, b):
+    """Both energy GANs, both critic objectives, against float64 means of torch.cdist(...) ** b."""
+    real = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    fake = torch.randn(34, 3, generator=gen, dtype=torch.float64) * 0.5 + 1
+    D = lambda A, B: torch.cdist(A, B, compute_mode="donot_use_mm_for_euclid_dist") ** b  # noqa: E731  (exact diagonal 0)
+    offdiag = lambda A: (D(A, A).sum() / (len(A) * (len(A) - 1))).item()  # noqa: E731  (diagonal is 0)
+    cross = D(fake, real).mean().item()
+    u_stat = 2 * cross - offdiag(fake) - offdiag(real)
+    v_stat = 2 * cross - D(fake, fake).mean().item() - D(real, real).mean().item()
+    repulsive = offdiag(fake) - offdiag(real)
+    for loss, ed in ((L.EnergyGAN, u_stat), (L.CramerGAN, v_stat)):
+        assert float(loss(exponent=b).generator_loss(ident, real, fake)) == pytest.approx(ed, rel=1e-9)
+        assert float(loss(exponent=b).critic_loss(ident, real, fake)) == pytest.approx(repulsive, rel=1e-9)
+        attractive = loss(exponent=b, critic_objective="attractive")
+        assert float(attractive.critic_loss(ident, real, fake)) == pytest.approx(-ed, rel=1e-9)
+    assert repulsive < 0   # fake (sd 0.5) is tighter than real (sd 1)
 
 
 def test_repulsive_loss_against_the_dense_within_sample_means(gen):
@@ -449,6 +475,11 @@ def test_bad_names():
         get_dataset("nope")
     with pytest.raises(ValueError, match="`form`"):
         L.CramerGAN(form="nope")
+    for loss in (L.MMDGAN, L.EnergyGAN, L.CramerGAN):
+        with pytest.raises(ValueError, match="`critic_objective`"):
+            loss(critic_objective="nope")
+    with pytest.raises(ValueError, match="`exponent`"):
+        L.EnergyGAN(exponent=2.0)
 
 
 def test_models_shapes():

@@ -175,6 +175,8 @@ def test_bad_spec_parameters():
         Energy(exponent=2.0)
     with raises(ValueError, "exponent"):
         Energy(exponent=0.0)
+    with raises(ValueError, "bandwidth"):   # positional: the unused bandwidth, not the exponent
+        Energy(0.5)
     with raises(ValueError, "components"):
         Mixture(components=())
     with raises(ValueError, "components"):

@@ -129,7 +129,8 @@ class Energy(KernelSpec):
     in every MMD estimator and shift the witness by a constant, which
     :func:`mmdkit.witness` adds back. ``exponent`` b lies in (0, 2); b = 1 gives
     the energy distance. dk/dt is set to 0 at t = 0, so coincident points get
-    a zero (not NaN) gradient. ``bandwidth`` is unused.
+    a zero (not NaN) gradient. There is no bandwidth: passing one raises
+    (``Energy(0.5)`` would set it, not b; write ``Energy(exponent=0.5)``).
     """
 
     name: ClassVar[str] = "energy"
@@ -243,10 +244,13 @@ class Mixture(KernelSpec):
         return tuple(c.bandwidth for c in self.components)
 
     def with_bandwidth(self, bandwidth):
-        """Scale every component's bandwidth by ``bandwidth`` (unset ones take it as is)."""
+        """Scale every component's bandwidth by ``bandwidth`` (unset ones take it as is).
+
+        Components without a bandwidth (energy, polynomial) are kept as they are.
+        """
         return replace(self, components=tuple(
             c.with_bandwidth(bandwidth if c.bandwidth is None else c.bandwidth * bandwidth)
-            for c in self.components))
+            if c.has_bandwidth else c for c in self.components))
 
     def evaluate_(self, t, derivative=False):
         w = self.weights or (1.0,) * len(self.components)

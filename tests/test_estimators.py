@@ -182,6 +182,20 @@ def test_energy_distance_delta_closed_form(n, m, t, unbiased):
         2 * float(t.norm()), rel=1e-12)
 
 
+@pytest.mark.parametrize("bandwidth", [2.0, "median"])
+def test_mixture_with_an_energy_component_takes_a_bandwidth(bandwidth, gen):
+    """The bandwidth goes to the Gaussian component; the energy one has none and is kept as it is.
+
+    MMD^2 is linear in the kernel, so the mixture equals the sum of the two MMDs.
+    """
+    X = torch.randn(30, 3, generator=gen, dtype=torch.float64)
+    Y = torch.randn(25, 3, generator=gen, dtype=torch.float64) + 0.5
+    h = 2.0 if bandwidth == 2.0 else float(median_bandwidth(X, Y))
+    mix = Mixture(components=(Gaussian(), Energy(exponent=0.5)))
+    expected = float(mmd2_reference(X, Y, Gaussian(h)) + mmd2_reference(X, Y, Energy(exponent=0.5)))
+    assert float(mmd2_unbiased(X, Y, kernel=mix, bandwidth=bandwidth)) == pytest.approx(expected, rel=1e-12)
+
+
 # -- statistics: a closed form ------------------------------------------------------
 
 def gaussian_mmd2(d, s, mu, h):

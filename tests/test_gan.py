@@ -134,6 +134,10 @@ def test_energy_gan_losses_against_pairwise_distance_means(gen, b):
         assert float(loss(exponent=b).critic_loss(ident, real, fake)) == pytest.approx(repulsive, rel=1e-9)
         attractive = loss(exponent=b, critic_objective="attractive")
         assert float(attractive.critic_loss(ident, real, fake)) == pytest.approx(-ed, rel=1e-9)
+        # the penalty's witness x -> E||x - Y||^b - E||x - X||^b (Y real, X fake) uses the same b
+        T = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+        w = loss(exponent=b).critic_function(ident, real, fake)(T)
+        torch.testing.assert_close(w, D(T, real).mean(1) - D(T, fake).mean(1), rtol=1e-10, atol=1e-12)
     assert repulsive < 0   # fake (sd 0.5) is tighter than real (sd 1)
 
 

@@ -342,6 +342,7 @@ class _EnergyCritic(GANLoss):
     """Settings and critic loss shared by the two energy-distance GANs (see there)."""
 
     critic_type: ClassVar[str] = "features"
+    unbiased: ClassVar[bool] = False  # the estimator of D_b (see ``distance``)
     critic_objective: str = "repulsive"
     exponent: float = 0.5
     critic_dim: int = 16
@@ -364,8 +365,8 @@ class _EnergyCritic(GANLoss):
         return Energy(exponent=self.exponent)
 
     def distance(self, hf: Tensor, hr: Tensor) -> Tensor:
-        """The estimate of D_b between feature samples (each subclass says which)."""
-        raise NotImplementedError
+        """D_b between feature samples: the U-statistic if ``unbiased`` (energy-gan), else the V-statistic."""
+        return energy_distance(hf, hr, unbiased=self.unbiased, exponent=self.exponent)
 
     def critic_loss(self, critic, real, fake):
         """Repulsive: E k(h(r), h(r')) - E k(h(f), h(f')); attractive: -D_b(h(fake), h(real))."""
@@ -438,9 +439,6 @@ class CramerGAN(_EnergyCritic):
         m = min(h, real.shape[0])
         return critic(real[:m]), critic(fake[:m]), critic(fake[h:h + m])
 
-    def distance(self, hf, hr):
-        return energy_distance(hf, hr, exponent=self.exponent)
-
     def critic_loss(self, critic, real, fake):
         if self.form == "energy":
             return super().critic_loss(critic, real, fake)
@@ -467,7 +465,8 @@ class EnergyGAN(_EnergyCritic):
 
         L_G = ED_u(h(fake), h(real)) = 2 E||h(X) - h(Y)||^b - E||h(X) - h(X')||^b - E||h(Y) - h(Y')||^b
 
-    ED_u = :func:`mmdkit.mmd2_unbiased` with the :class:`mmdkit.Energy` kernel
+    ED_u = :func:`mmdkit.energy_distance` with ``unbiased=True`` (equal to
+    :func:`mmdkit.mmd2_unbiased` with the :class:`mmdkit.Energy` kernel)
     of ``exponent`` b (the U-statistic: no self-pairs; b = 1 is the energy
     distance; for any b in (0, 2) its population value is 0 only when the
     distributions agree), one fake batch. The
@@ -511,9 +510,7 @@ class EnergyGAN(_EnergyCritic):
     """
 
     name: ClassVar[str] = "energy-gan"
-
-    def distance(self, hf, hr):
-        return mmd2_unbiased(hf, hr, kernel=self.kernel())
+    unbiased: ClassVar[bool] = True
 
 
 # --------------------------------------------------------------------------- baselines

@@ -7,7 +7,7 @@ noise is a trainer option that works with every loss.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -51,16 +51,15 @@ class GradientPenalty:
     first). ``one_sided=True`` penalises only norms above ``target``:
     E max(0, ||grad f|| - target)^2. ``n_points`` estimates the expectation on
     the first ``n_points`` interpolates only (None: one per sample pair); the
-    MMD losses use 64, since their dense witness costs O(n_points (n + m) k)
+    MMD losses use 64, since their witness costs O(n_points (n + m) k)
     with a second backward through it.
 
     ``f`` maps a batch (n, ...) to (n,) values: the critic itself for WGAN-GP,
     the MMD witness on critic features for MMD-GAN and the energy witness for
     the energy/Cramer GANs. The penalty differentiates a gradient (double
-    backward), so ``f`` must be built from ops torch can differentiate twice:
-    the MMD losses evaluate their witness here with the dense
-    :func:`mmdkit.kernels.reference.kernel_matrix` (``upcast=False``), not with
-    the blocked engine whose fused backward is first order.
+    backward), so ``f`` must be built from ops torch can differentiate twice,
+    as every mmdkit statistic is (the MMD losses pass :func:`mmdkit.witness`
+    on critic features).
 
     References
     ----------

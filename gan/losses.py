@@ -13,40 +13,40 @@ a callable (a module) returning (n,) for a scalar critic or (n, k) features.
 Both methods return a scalar to *minimise*. Every kernel statistic goes
 through mmdkit (:func:`mmdkit.mmd2_unbiased`, :func:`mmdkit.energy_distance`,
 :func:`mmdkit.witness`, mmdkit kernel specs); gradient penalties, which need a
-second derivative, evaluate the witness with the dense, twice-differentiable
-:func:`mmdkit.kernels.reference.kernel_matrix` (``upcast=False``) instead of
-the blocked engine, whose fused backward is first order.
+second derivative, differentiate :func:`mmdkit.witness` twice (the engine's
+backward is itself differentiable).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmdkit import Energy, Gaussian, Mixture, RationalQuadratic, energy_distance, mmd2_unbiased, witness
-from mmdkit._backend import choose_backend
 from mmdkit.gan.constraints import GradientPenalty, WeightClip
-from mmdkit.kernels.reference import kernel_matrix
+from mmdkit.estimators import _witness
+from mmdkit.kernels import get_backend
 from mmdkit.kernels.specs import KernelSpec
 
 __all__ = [
     "GANLoss", "GMMN", "MMDGAN", "CramerGAN", "EnergyGAN", "WGAN", "WGANGP", "LSGAN", "EBGAN",
-    "MinimaxGAN", "NSGAN", "cramer_surrogate", "pull_away", "dense_witness", "repulsive_loss", "LOSSES", "get_loss",
+    "MinimaxGAN", "NSGAN", "cramer_surrogate", "pull_away", "witness_function", "repulsive_loss", "LOSSES", "get_loss",
 ]
 
 
-def dense_witness(kernel: KernelSpec, fake: Tensor, real: Tensor) -> Callable[[Tensor], Tensor]:
-    """x -> mean_j k(x, fake_j) - mean_j k(x, real_j), dense and twice differentiable.
+def witness_function(kernel: KernelSpec, fake: Tensor, real: Tensor) -> Callable[[Tensor], Tensor]:
+    """x -> the MMD witness of (fake, real) at x (:func:`mmdkit.witness`), twice differentiable.
 
-    Built on :func:`mmdkit.kernels.reference.kernel_matrix` with
-    ``upcast=False`` (stays in the input dtype); O(n m) memory, meant for the
-    gradient penalties at GAN batch sizes (a few hundred points).
+    Runs on the mmdkit engine (no n x m matrix is stored) and skips the
+    public function's validation, since the batches are the trainer's own.
     """
-    return lambda x: (kernel_matrix(x, fake, kernel, upcast=False).mean(1)
-                      - kernel_matrix(x, real, kernel, upcast=False).mean(1))
+    kernel = kernel.resolve(fake.shape[1])
+    engine = get_backend("auto", fake.device, fake.dtype)
+    return lambda x: _witness(fake, real, x, kernel, engine)
 
 
 def pull_away(S: Tensor) -> Tensor:
@@ -215,7 +215,7 @@ def repulsive_loss(real: Tensor, fake: Tensor, kernel: KernelSpec) -> Tensor:
     >>> round(float(repulsive_loss(r, f, Gaussian(1.0))), 4)   # exp(-1/2) - 1
     -0.3935
     """
-    _, engine = choose_backend("auto", real.device, real.dtype)
+    engine = get_backend("auto", real.device, real.dtype)
 
     def mean_pairs(Z):  # mean of k(z_i, z_j) over i != j
         n = Z.shape[0]
@@ -327,13 +327,13 @@ class MMDGAN(GANLoss):
         return mmd2_unbiased(critic(fake), critic(real), kernel=self.kernel())
 
     def critic_function(self, critic, real, fake):
-        w = dense_witness(self.kernel(), critic(fake), critic(real))
+        w = witness_function(self.kernel(), critic(fake), critic(real))
         return lambda x: w(critic(x))
 
 
 def _energy_witness(critic, real: Tensor, fake: Tensor, exponent: float = 1.0) -> Callable[[Tensor], Tensor]:
-    """x -> E||h(x) - h(Y)||^b - E||h(x) - h(X)||^b (X fake, Y real): the energy witness, dense."""
-    w = dense_witness(Energy(exponent=exponent), critic(fake), critic(real))
+    """x -> E||h(x) - h(Y)||^b - E||h(x) - h(X)||^b + const (X fake, Y real): the energy witness."""
+    w = witness_function(Energy(exponent=exponent), critic(fake), critic(real))
     return lambda x: w(critic(x))
 
 

@@ -8,9 +8,17 @@ if __name__ != "mmdkit.kernels":
     raise ImportError(f"this package must be imported as mmdkit.kernels, not {__name__!r}")
 
 from mmdkit.kernels.specs import (  # noqa: E402
-    KERNELS, IMQ, Energy, Gaussian, KernelSpec, Laplace, Mixture, Polynomial, RationalQuadratic,
+    KERNELS, IMQ, Derivative, Energy, Gaussian, KernelSpec, Laplace, Mixture, Polynomial, RationalQuadratic,
+    derivative,
 )
-from mmdkit.kernels.blocked import block_sums, kernel_matmul  # noqa: E402
+from mmdkit.kernels.blocked import (  # noqa: E402
+    PermutationSums, block_sums, compute_dtype, kernel_matmul, paired_values,
+)
+from mmdkit.kernels.backends import (  # noqa: E402
+    BACKENDS, PRECISIONS, Backend, TorchBackend, TritonBackend, get_backend,
+)
 
-__all__ = ["KERNELS", "IMQ", "Energy", "Gaussian", "KernelSpec", "Laplace", "Mixture",
-           "Polynomial", "RationalQuadratic", "block_sums", "kernel_matmul"]
+__all__ = ["KERNELS", "IMQ", "Derivative", "Energy", "Gaussian", "KernelSpec", "Laplace", "Mixture",
+           "Polynomial", "RationalQuadratic", "derivative", "PermutationSums", "block_sums", "compute_dtype",
+           "kernel_matmul", "paired_values", "BACKENDS", "PRECISIONS", "Backend", "TorchBackend",
+           "TritonBackend", "get_backend"]

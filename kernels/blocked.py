@@ -6,7 +6,8 @@ the pooled mean (distance kernels are translation invariant and float32 loses
 every digit far from the origin otherwise); the kernel is applied to the tile
 in place and the tile is reduced at once. Tiles are sized so one fits in L2.
 
-Two primitives, each a ``torch.autograd.Function``:
+Every loop over tiles is :func:`tiles` (the upper tiles of one sample with
+itself, or all tiles of two samples). Three primitives run on it:
 
 * :func:`kernel_matmul` ``(X, Y, V) -> K(X, Y) @ V``; ``Y=None`` means Y = X
   and uses symmetry (each off-diagonal tile is computed once, used twice).
@@ -15,6 +16,14 @@ Two primitives, each a ``torch.autograd.Function``:
   block a x block b of the pooled sample (one symmetric sweep gives the XX, XY
   and YY sums of every MMD estimator). When Z requires grad, the gradient is
   accumulated in the same sweep, so forward + backward costs one pass.
+* :class:`PermutationSums` ``(Z, specs)(E)`` -> diag(E' K0 E), E' K0 1 for a
+  label matrix E and several kernels sharing one distance tile (the null
+  distributions of the permutation tests).
+
+Both autograd Functions are twice differentiable: a backward asked for with
+``create_graph=True`` runs :func:`kernel_matmul` on the kernel's derivative
+(:class:`~mmdkit.kernels.specs.Derivative`) with differentiable torch ops
+around it; the plain backward stays the fused first-order sweep.
 """
 from __future__ import annotations
 
@@ -24,13 +33,17 @@ import itertools
 import torch
 from torch import Tensor
 
-from mmdkit.kernels.specs import KernelSpec
+from mmdkit.kernels.specs import KernelSpec, derivative
 
-__all__ = ["kernel_matmul", "block_sums", "TILE_ROWS", "TILE_COLS", "TILE_SYM"]
+__all__ = ["kernel_matmul", "block_sums", "PermutationSums", "paired_values", "tiles", "TILE_ROWS", "TILE_COLS", "TILE_SYM"]
 
 # Tile shapes measured on a 2-core Xeon (2 MiB L2 per core): a 512 x 1024 fp32
 # tile (2 MiB) keeps the matmul output in L2 for the elementwise passes.
 TILE_ROWS, TILE_COLS, TILE_SYM = 512, 1024, 768
+# Tile sides of the permutation product: its (BM, BN) @ (BN, B) products dominate, so tiles
+# may be larger than the L2-sized ones; dense (cached) tiles stay smaller so the triangle
+# saves more of the product (1024: 62% of K0 @ E at N = 4000).
+PERM_TILE_DENSE, PERM_TILE_STREAM = 1024, 2048
 # Up to this d, distance tiles come from direct differences: the norm expansion
 # loses the small distances of dense low-dimensional data (sqrt(t) of a
 # rounding error), and at such d the differences cost no more than the matmul.
@@ -84,6 +97,31 @@ def _dk_unit(kernel: KernelSpec) -> float:
     return 1.0 if c is None else c
 
 
+def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None) -> Tensor:
+    """The tile of t (|x - y|^2 or <x, y>) for the factors L, R of :func:`_factors`.
+
+    ``diagonal`` is the offset of the pairs (i, i) of one sample with itself,
+    which get a distance of exactly 0. ``cusp``: coincident points must sit at
+    exactly t = 0 (kernels with a sqrt of t).
+    """
+    if kind == "distance" and L.shape[1] <= DIRECT_MAX_D:  # raw points: sum_c (x_c - y_c)^2
+        t = (L[:, :1] - R[:, 0]).square_()  # (BM, 1) - (BN,) -> (BM, BN)
+        for c in range(1, L.shape[1]):
+            t.add_((L[:, c:c + 1] - R[:, c]).square_())
+    else:
+        t = L @ R.T  # (BM, d+2) @ (d+2, BN) -> (BM, BN)
+        if kind == "distance" and cusp:
+            # The expansion leaves ~ (d+2) eps (|x|^2 + |y|^2) of rounding where x = y, which a
+            # sqrt would turn into ~sqrt(eps) |x|: pairs below that bound are coincident, t = 0.
+            tol = (L[:, -2:-1] + R[:, -1].max()).mul_(4 * L.shape[1] * torch.finfo(t.dtype).eps)
+            t.masked_fill_(t <= tol, 0.0)  # (BM, BN) <= (BM, 1); also clamps negatives
+    if kind == "distance":
+        t.clamp_min_(0)
+        if diagonal is not None:
+            t.diagonal(diagonal).zero_()
+    return t
+
+
 def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: int | None,
           exclude: bool = True):
     """k and dk/dt / _dk_unit(kernel) on the tile L @ R.T.
@@ -91,21 +129,7 @@ def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself:
     they are zeroed (``exclude``) or get a distance of exactly 0.
     """
-    if kernel.kind == "distance" and L.shape[1] <= DIRECT_MAX_D:  # raw points: sum_c (x_c - y_c)^2
-        t = (L[:, :1] - R[:, 0]).square_()  # (BM, 1) - (BN,) -> (BM, BN)
-        for c in range(1, L.shape[1]):
-            t.add_((L[:, c:c + 1] - R[:, c]).square_())
-    else:
-        t = L @ R.T  # (BM, d+2) @ (d+2, BN) -> (BM, BN)
-        if kernel.cusp_at_zero:
-            # The expansion leaves ~ (d+2) eps (|x|^2 + |y|^2) of rounding where x = y, which a
-            # sqrt would turn into ~sqrt(eps) |x|: pairs below that bound are coincident, t = 0.
-            tol = (L[:, -2:-1] + R[:, -1].max()).mul_(4 * L.shape[1] * torch.finfo(t.dtype).eps)
-            t.masked_fill_(t <= tol, 0.0)  # (BM, BN) <= (BM, 1); also clamps negatives
-    if kernel.kind == "distance":
-        t.clamp_min_(0)
-        if diagonal is not None and not exclude:
-            t.diagonal(diagonal).zero_()
+    t = _t_tile(L, R, kernel.kind, kernel.cusp_at_zero, diagonal)
     scaled = derivative and kernel.derivative_scale() is not None
     k, dk = kernel.evaluate_(t, derivative and not scaled)
     if scaled:  # dk/dt = c k: the callers multiply their products of dk by c (_dk_unit)
@@ -123,11 +147,17 @@ def _ranges(n: int, step: int, bounds=(0,)) -> list[tuple[int, int]]:
     return [(a, min(a + step, b)) for lo, b in zip(cuts, cuts[1:]) for a in range(lo, b, step)]
 
 
-def _diag_offset(i0, i1, j0, j1, same_points):
-    """Offset of the global diagonal inside tile [i0:i1] x [j0:j1], or None."""
-    if not same_points or i1 <= j0 or j1 <= i0:
-        return None
-    return i0 - j0
+def tiles(rows: list[tuple[int, int]], cols: list[tuple[int, int]] | None = None):
+    """The engine's one tile loop: (i0, i1, j0, j1, diagonal) over row x column chunks.
+
+    ``cols=None`` is the symmetric case (one sample with itself): only the
+    upper tiles j >= i are visited, each unordered pair of chunks once, and
+    ``diagonal`` is 0 on the tiles that hold the pairs (i, i) (else None).
+    With ``cols`` every tile is visited and ``diagonal`` is None.
+    """
+    for a, (i0, i1) in enumerate(rows):
+        for j0, j1 in (rows[a:] if cols is None else cols):
+            yield i0, i1, j0, j1, (0 if cols is None and i0 == j0 else None)
 
 
 def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
@@ -135,6 +165,8 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
 
     Returns (K @ V, K.T @ VT, K' @ W, K'.T @ WT) with K' = dk/dt; absent
     operands give None. In the symmetric case K.T = K, so only V and W are used.
+    The products accumulate in the operands' dtypes (wider than the tiles
+    where the caller asks: float64 gradient products, see :func:`grad_dtype`).
     """
     sym = Y is None
     L, R = _factors(X, X if sym else Y, kernel.kind)
@@ -143,27 +175,28 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
     KV, KtVT, DW, DtWT = acc(V, n), acc(VT, m), acc(W, n), acc(WT, m)
     deriv = W is not None or WT is not None
     rows = _ranges(n, TILE_SYM if sym else TILE_ROWS)
-    for a, (i0, i1) in enumerate(rows):
-        cols = rows[a:] if sym else _ranges(m, TILE_COLS)
-        for j0, j1 in cols:
-            diag = _diag_offset(i0, i1, j0, j1, sym or exclude_diagonal)
-            k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal)
+    same = not sym and exclude_diagonal  # X vs Y of equal length: pairs (i, i) dropped
+    for i0, i1, j0, j1, diag in tiles(rows, None if sym else _ranges(m, TILE_COLS)):
+        if same and i0 < j1 and j0 < i1:
+            diag = i0 - j0
+        k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal)
+        kv = None if V is None and VT is None else k.to((V if V is not None else VT).dtype)
+        if deriv:
+            dk = dk.to((W if W is not None else WT).dtype)
+        if V is not None:
+            KV[i0:i1].addmm_(kv, V[j0:j1])  # (BM, BN) @ (BN, p) -> (BM, p)
+        if W is not None:
+            DW[i0:i1].addmm_(dk, W[j0:j1])
+        if sym and j0 != i0:  # the mirrored tile
             if V is not None:
-                KV[i0:i1].addmm_(k, V[j0:j1])  # (BM, BN) @ (BN, p) -> (BM, p)
-            if deriv:  # the gradient products accumulate in grad_dtype (see there)
-                dk = dk.to((W if W is not None else WT).dtype)
+                KV[j0:j1].addmm_(kv.T, V[i0:i1])
             if W is not None:
-                DW[i0:i1].addmm_(dk, W[j0:j1])
-            if sym and j0 != i0:  # the mirrored tile
-                if V is not None:
-                    KV[j0:j1].addmm_(k.T, V[i0:i1])
-                if W is not None:
-                    DW[j0:j1].addmm_(dk.T, W[i0:i1])
-            if not sym:
-                if VT is not None:
-                    KtVT[j0:j1].addmm_(k.T, VT[i0:i1])  # (BN, BM) @ (BM, p) -> (BN, p)
-                if WT is not None:
-                    DtWT[j0:j1].addmm_(dk.T, WT[i0:i1])
+                DW[j0:j1].addmm_(dk.T, W[i0:i1])
+        if not sym:
+            if VT is not None:
+                KtVT[j0:j1].addmm_(kv.T, VT[i0:i1])  # (BN, BM) @ (BM, p) -> (BN, p)
+            if WT is not None:
+                DtWT[j0:j1].addmm_(dk.T, WT[i0:i1])
     unit = _dk_unit(kernel)
     if unit != 1.0:
         for A in (DW, DtWT):
@@ -188,21 +221,63 @@ def _grad_from(Z: Tensor, G: Tensor, D: Tensor, kind: str) -> Tensor:
     return 2 * (Z * (G * D0).sum(1, keepdim=True) - cross)
 
 
+def _centred(X: Tensor, Y: Tensor | None, kernel: KernelSpec) -> tuple[Tensor, Tensor | None]:
+    """X, Y minus their pooled mean (detached; distance kernels only): differentiable, same k."""
+    if kernel.kind != "distance":
+        return X, Y
+    Z = X if Y is None else torch.cat([X, Y.to(X.dtype)])
+    mean = Z.detach().mean(0, dtype=torch.float64).to(X.dtype)
+    return X - mean, None if Y is None else Y - mean.to(Y.dtype)
+
+
+def _matmul_grads_graph(X, Y, V, G, kernel, exclude, needs):
+    """Gradients of <K(X, Y) @ V, G> as differentiable torch ops over :func:`kernel_matmul` of dk/dt.
+
+    The backward used when a graph of the backward is asked for (``create_graph=True``):
+    d/dx_i = sum_j k'(t_ij) (G_i . V_j) dt_ij/dx_i is the same primitive with the kernel
+    :class:`~mmdkit.kernels.specs.Derivative` and right-hand side [V, V (x) Y], so its own
+    gradient is this function again, one derivative order up.
+    """
+    Xc, Yc = _centred(X, Y, kernel)
+    dk, kind = derivative(kernel), kernel.kind
+    wide = grad_dtype(Xc)
+    gX = gY = gV = None
+    if Y is None:
+        if needs[0]:  # x_i sits in both slots of k(x_i, x_j): the G-V and V-G products
+            D = kernel_matmul(Xc, None, torch.cat([_outer(V.to(wide), Xc), _outer(G.to(wide), Xc)], 1), dk, exclude)
+            half = D.shape[1] // 2
+            gX = _grad_from(Xc, G, D[:, :half], kind) + _grad_from(Xc, V, D[:, half:], kind)
+        if needs[2]:
+            gV = kernel_matmul(X, None, G, kernel, exclude)
+    else:
+        if needs[0]:
+            gX = _grad_from(Xc, G, kernel_matmul(Xc, Yc, _outer(V.to(wide), Yc), dk, exclude), kind)
+        if needs[1]:
+            gY = _grad_from(Yc, V, kernel_matmul(Yc, Xc, _outer(G.to(wide), Xc), dk, exclude), kind)
+        if needs[2]:
+            gV = kernel_matmul(Y, X, G, kernel, exclude)
+    cast = lambda g, like: None if g is None else g.to(like.dtype)
+    return cast(gX, X), cast(gY, Y), cast(gV, V)
+
+
 class _KernelMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X, Y, V, kernel, exclude_diagonal):
         Xc, Yc = _centre(X, Y, kernel)
-        Vc = V.detach().to(Xc.dtype)
+        # V (and so the products) stay float64 when V is, whatever the tiles' dtype
+        Vc = V.detach().to(torch.promote_types(Xc.dtype, V.dtype))
         out = _sweep(Xc, Yc, Vc, kernel, exclude_diagonal)[0]
-        ctx.save_for_backward(Xc, Yc, Vc)
+        ctx.save_for_backward(X, Y, V, Xc, Yc, Vc)
         ctx.kernel, ctx.exclude, ctx.sym = kernel, exclude_diagonal, Y is None
         return out.to(V.dtype)
 
     @staticmethod
     def backward(ctx, G):
-        Xc, Yc, Vc = ctx.saved_tensors
+        X, Y, V, Xc, Yc, Vc = ctx.saved_tensors
         kernel, kind = ctx.kernel, ctx.kernel.kind
-        G = G.to(Xc.dtype)
+        if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
+            return (*_matmul_grads_graph(X, Y, V, G, kernel, ctx.exclude, ctx.needs_input_grad), None, None)
+        G = G.to(Vc.dtype)
         nx, ny, nv = ctx.needs_input_grad[:3]
         gX = gY = gV = None
         if ctx.sym:
@@ -221,16 +296,19 @@ class _KernelMatmul(torch.autograd.Function):
             gY = _grad_from(Yc, Vc, DT, kind) if ny else None
             gV = KtG
         cast = lambda g, like: None if g is None else g.to(like.dtype)
-        return cast(gX, Xc), cast(gY, Yc), cast(gV, Vc), None, None
+        return cast(gX, X), cast(gY, Y), cast(gV, V), None, None
 
 
 def kernel_matmul(X: Tensor, Y: Tensor | None, V: Tensor, kernel: KernelSpec,
                   exclude_diagonal: bool = False) -> Tensor:
-    """K(X, Y) @ V on the blocked torch engine, differentiable in X, Y and V.
+    """K(X, Y) @ V on the blocked torch engine, differentiable in X, Y and V (twice).
 
     ``Y=None`` means Y = X (symmetric sweep). ``exclude_diagonal`` drops the
     terms with i == j (U-statistics; needs Y None or len(X) == len(Y)).
-    Memory is O((n + m)(d + p)) plus one tile, forward and backward.
+    Memory is O((n + m)(d + p)) plus one tile, forward and backward. The
+    products accumulate in float64 when V is float64. A backward with
+    ``create_graph=True`` runs the same primitive on dk/dt, so second
+    derivatives cost about one more forward sweep per differentiated input.
     """
     kernel = kernel.resolve(X.shape[1])
     return _KernelMatmul.apply(X, Y, V, kernel, exclude_diagonal)
@@ -248,36 +326,43 @@ class _BlockSums(torch.autograd.Function):
         S = torch.zeros(p, p, dtype=torch.float64, device=Z.device)
         # D[b, i] = sum_{j in block b} k'_ij [1, z_j]  (block-major, so each update is one in-place addmm)
         D = torch.zeros(p, N, Zaug.shape[1], dtype=gdt, device=Z.device) if need_grad else None
-        tiles = [(i0, i1, bisect.bisect_right(bounds, i0) - 1) for i0, i1 in _ranges(N, TILE_SYM, bounds)]
-        for a, (i0, i1, bi) in enumerate(tiles):
-            for j0, j1, bj in tiles[a:]:
-                k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, 0 if i0 == j0 else None,
-                              exclude_diagonal)
-                total = k.sum()  # one pass: only block totals are needed, not row sums
-                S[bi, bj] += total
+        chunks = _ranges(N, TILE_SYM, bounds)
+        block = {i0: bisect.bisect_right(bounds, i0) - 1 for i0, _ in chunks}
+        for i0, i1, j0, j1, diag in tiles(chunks):
+            bi, bj = block[i0], block[j0]
+            k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal)
+            total = k.sum()  # one pass: only block totals are needed, not row sums
+            S[bi, bj] += total
+            if need_grad:
+                dk = dk.to(gdt)
+                D[bj, i0:i1].addmm_(dk, Zaug[j0:j1])  # (BM, BN) @ (BN, 1+d) -> (BM, 1+d)
+            if j0 != i0:  # the mirrored tile
+                S[bj, bi] += total
                 if need_grad:
-                    dk = dk.to(gdt)
-                    D[bj, i0:i1].addmm_(dk, Zaug[j0:j1])  # (BM, BN) @ (BN, 1+d) -> (BM, 1+d)
-                if j0 != i0:  # the mirrored tile
-                    S[bj, bi] += total
-                    if need_grad:
-                        D[bi, j0:j1].addmm_(dk.T, Zaug[i0:i1])
+                    D[bi, j0:j1].addmm_(dk.T, Zaug[i0:i1])
         unit = _dk_unit(kernel)
         if need_grad and unit != 1.0:
             D.mul_(unit)
-        ctx.save_for_backward(Zc, D, group)
-        ctx.kind, ctx.in_dtype = kernel.kind, Z.dtype
+        ctx.save_for_backward(Z, Zc, D, group)
+        ctx.kernel, ctx.exclude = kernel, exclude_diagonal
         return S  # float64: the estimators combine these sums without cancellation loss
 
     @staticmethod
     def backward(ctx, G):
-        Zc, D, group = ctx.saved_tensors
+        Z, Zc, D, group = ctx.saved_tensors
+        kernel = ctx.kernel
+        Wt = (G + G.T)[group]  # (N, p): weight of block b for row i
+        # L = sum_ab G_ab S_ab  =>  dL/dz_i = sum_j (G + G.T)[b_i, b_j] dk(z_i, z_j)/dz_i
+        if torch.is_grad_enabled():  # create_graph=True: the same sum through the differentiable primitive
+            Zg, _ = _centred(Z, None, kernel)
+            E = torch.nn.functional.one_hot(group, G.shape[0]).to(grad_dtype(Zc))
+            Dg = kernel_matmul(Zg, None, _outer(E, Zg.to(E.dtype)), derivative(kernel), ctx.exclude)
+            return _grad_from(Zg, Wt, Dg, kernel.kind).to(Z.dtype), None, None, None, None
         if D is None:
             raise RuntimeError("block_sums was run without need_grad; cannot differentiate")
-        # L = sum_ab G_ab S_ab  =>  dL/dz_i = sum_j (G + G.T)[b_i, b_j] dk(z_i, z_j)/dz_i
-        Wt = (G + G.T).to(Zc.dtype)[group]  # (N, p): weight of block b for row i
-        gZ = _grad_from(Zc, Wt, torch.cat([D[:, :, 0].T, D[:, :, 1:].transpose(0, 1).flatten(1)], 1), ctx.kind)
-        return gZ.to(ctx.in_dtype), None, None, None, None
+        gZ = _grad_from(Zc, Wt.to(Zc.dtype), torch.cat([D[:, :, 0].T, D[:, :, 1:].transpose(0, 1).flatten(1)], 1),
+                        kernel.kind)
+        return gZ.to(Z.dtype), None, None, None, None
 
 
 def block_sums(Z: Tensor, sizes: tuple[int, ...], kernel: KernelSpec,
@@ -285,10 +370,109 @@ def block_sums(Z: Tensor, sizes: tuple[int, ...], kernel: KernelSpec,
     """S[a, b] = sum_{i in block a, j in block b} k(z_i, z_j) for consecutive blocks of Z.
 
     ``sizes`` are the block lengths (they sum to len(Z)); ``exclude_diagonal``
-    drops the i == j terms. One symmetric sweep; differentiable in Z with the
-    gradient built during that sweep, so memory stays O(N p d).
+    drops the i == j terms. One symmetric sweep; differentiable in Z (twice)
+    with the first-order gradient built during that sweep, so memory stays
+    O(N p d). Returns float64.
     """
     kernel = kernel.resolve(Z.shape[1])
     bounds = (0,) + tuple(itertools.accumulate(int(s) for s in sizes))
     need_grad = torch.is_grad_enabled() and Z.requires_grad
     return _BlockSums.apply(Z, bounds, kernel, exclude_diagonal, need_grad)
+
+
+class PermutationSums:
+    """Kernel sums of many relabellings of one pooled sample Z, for several kernels at once.
+
+    For a label matrix E (N, B) and each spec s, ``self(E)`` returns float64
+    ``(q, u, S)``: q = diag(E' K0 E) (B,), u = E' K0 1 (B,) and S = 1' K0 1,
+    with K0 the kernel matrix of Z with a zero diagonal. With U the strictly
+    upper part of K0, K0 = U + U', so q = 2 sum_i e_i (U e)_i and
+    u = e' (U 1) + 1' (U e): half the products of K0 @ E (U 1 is one more
+    column of the first call). The specs share one distance tile.
+
+    ``method`` "dense" keeps the upper tiles (built once, when they fit
+    ``memory_budget`` bytes); "streamed" recomputes them on every call (one
+    tile plus O(N B) memory). ``tiles`` counts the tile products of one call.
+    """
+
+    def __init__(self, Z: Tensor, specs: list[KernelSpec], memory_budget: int):
+        specs = [s.resolve(Z.shape[1]) for s in specs]
+        if len({s.kind for s in specs}) != 1:
+            raise ValueError("`specs` must all be distance kernels or all dot-product kernels")
+        self.specs, self.dtype, self.device = specs, compute_dtype(Z.dtype), Z.device
+        self.kind, self.cusp = specs[0].kind, any(s.cusp_at_zero for s in specs)
+        N, item = Z.shape[0], torch.finfo(self.dtype).bits // 8
+        dense_rows = _ranges(N, PERM_TILE_DENSE)
+        upper = sum((i1 - i0) * (N - i0) for i0, i1 in dense_rows)  # entries in the upper tiles
+        self.method = "dense" if len(specs) * upper * item <= memory_budget else "streamed"
+        self.rows = dense_rows if self.method == "dense" else _ranges(N, PERM_TILE_STREAM)
+        self.tiles = len(self.rows) * (len(self.rows) + 1) // 2
+        Zc, _ = _centre(Z, None, specs[0])
+        self.L, self.R = _factors(Zc, Zc, self.kind)
+        self.u1 = None  # U 1 per spec, from the first call
+        self.cache = list(self._upper_tiles()) if self.method == "dense" else None
+
+    def _upper_tiles(self):
+        """(i0, i1, j0, j1, [tile of U_s]) over the upper tiles, diagonal tiles strictly upper."""
+        for i0, i1, j0, j1, diag in tiles(self.rows):
+            t = _t_tile(self.L[i0:i1], self.R[j0:j1], self.kind, self.cusp, diag)
+            ks = [s.evaluate_(t if i == len(self.specs) - 1 else t.clone())[0] for i, s in enumerate(self.specs)]
+            if diag is not None:
+                for k in ks:
+                    k.triu_(1)  # each unordered pair once, the diagonal dropped
+            yield i0, i1, j0, j1, ks
+
+    def __call__(self, E: Tensor, tick=None) -> list[tuple[Tensor, Tensor, Tensor]]:
+        E = E.to(device=self.device, dtype=self.dtype)
+        N = E.shape[0]
+        f64 = torch.float64
+        first = self.u1 is None
+        V = torch.cat([torch.ones(N, 1, dtype=E.dtype, device=E.device), E], 1) if first else E
+        count = len(self.specs)
+        q = [torch.zeros(V.shape[1], dtype=f64, device=E.device) for _ in range(count)]
+        c = [torch.zeros(V.shape[1], dtype=f64, device=E.device) for _ in range(count)]
+        u1 = [torch.zeros(N, dtype=f64, device=E.device) for _ in range(count)] if first else self.u1
+        acc: list[Tensor] = []
+        row = None
+
+        def finish():  # block row done: acc = (U V)[rows]
+            for s, A in enumerate(acc):
+                q[s] += (V[row[0]:row[1]] * A).sum(0, dtype=f64)
+                c[s] += A.sum(0, dtype=f64)
+                if first:
+                    u1[s][row[0]:row[1]] = A[:, 0]
+        for i0, i1, j0, j1, ks in (self.cache or self._upper_tiles()):
+            if (i0, i1) != row:
+                if row is not None:
+                    finish()
+                row, acc = (i0, i1), [torch.zeros(i1 - i0, V.shape[1], dtype=E.dtype, device=E.device) for _ in ks]
+            for A, k in zip(acc, ks):
+                A.addmm_(k, V[j0:j1])  # (BM, BN) @ (BN, B) -> (BM, B)
+            if tick is not None:
+                tick(E.shape[1])
+        finish()
+        self.u1 = u1
+        skip = 1 if first else 0
+        return [(2 * q[s][skip:], E.to(f64).T @ u1[s] + c[s][skip:], 2 * u1[s].sum()) for s in range(count)]
+
+
+class _KernelOfT(torch.autograd.Function):
+    """k(t) elementwise; its backward is the same Function on dk/dt (so twice differentiable)."""
+
+    @staticmethod
+    def forward(ctx, t, kernel):
+        ctx.save_for_backward(t)
+        ctx.kernel = kernel
+        return kernel.evaluate_(t.clone())[0]
+
+    @staticmethod
+    def backward(ctx, g):
+        (t,) = ctx.saved_tensors
+        return g * _KernelOfT.apply(t, derivative(ctx.kernel)), None
+
+
+def paired_values(A: Tensor, B: Tensor, kernel: KernelSpec) -> Tensor:
+    """k(a_i, b_i) for matched rows of A and B (n,), twice differentiable; O(n d), no tiles."""
+    kernel = kernel.resolve(A.shape[1])
+    t = ((A - B) ** 2).sum(1) if kernel.kind == "distance" else (A * B).sum(1)
+    return _KernelOfT.apply(t, kernel)

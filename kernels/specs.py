@@ -7,17 +7,24 @@ A spec is a function of one pairwise quantity ``t``:
 * ``kind == "dot"``: ``t = <x, y>`` (not translation invariant).
 
 Each spec defines its value and its derivative ``dk/dt`` once, in
-:meth:`KernelSpec.evaluate_`, with in-place torch ops on a tile of ``t``; the
-blocked torch engine reads that definition; the Triton kernels map each spec
-to a kernel id and its parameters (``triton_engine.kernel_terms``) and
-re-state the same formulas in registers, and the dense float64 reference
-(``kernels/reference.py``) writes them out once more, independently, as the
-oracle both are tested against.
+:meth:`KernelSpec.evaluate_`, with in-place torch ops on a tile of ``t``, and
+its second derivative in :meth:`KernelSpec.second_derivative`;
+:class:`Derivative` turns a spec into the spec of ``dk/dt`` (whose own
+derivative is ``d2k/dt2``), which is how the engines' backward passes stay
+differentiable. The blocked torch engine reads these definitions; the Triton
+kernels map each spec to a kernel id and its parameters
+(``triton_engine.kernel_terms``) and re-state the same formulas in registers,
+and the dense float64 test oracle (``kernels/reference.py``) writes them out
+once more, independently.
+
+Every parameter is checked when the spec is built: a spec that exists is a
+valid kernel.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from numbers import Integral, Real
 from typing import ClassVar
 
 import torch
@@ -25,7 +32,7 @@ from torch import Tensor
 
 __all__ = [
     "KernelSpec", "Gaussian", "Laplace", "Energy", "RationalQuadratic", "IMQ",
-    "Polynomial", "Mixture", "KERNELS",
+    "Polynomial", "Mixture", "Derivative", "derivative", "KERNELS",
 ]
 
 
@@ -42,6 +49,27 @@ def _exp_(x: Tensor) -> Tensor:
     return x.clamp_min_(math.log(torch.finfo(x.dtype).tiny) + 1.0).exp_()
 
 
+def _positive(value, name: str) -> float:
+    """``value`` as a float, checked to be a positive finite real number (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"`{name}` must be a positive float, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"`{name}` must be positive and finite, got {value}")
+    return float(value)
+
+
+def _finite(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise (ValueError if isinstance(value, Real) and not isinstance(value, bool) else TypeError)(
+            f"`{name}` must be a finite float, got {value!r}")
+    return float(value)
+
+
+def _zero_at_origin(d: Tensor, t: Tensor) -> Tensor:
+    """``d`` with the entries at t == 0 set to 0 (the package's convention at a cusp)."""
+    return d.masked_fill_(t == 0, 0.0)
+
+
 @dataclass(frozen=True)
 class KernelSpec:
     """Base class. ``bandwidth=None`` means "to be chosen by the caller"."""
@@ -54,8 +82,18 @@ class KernelSpec:
     cusp_at_zero: ClassVar[bool] = False
     bandwidth: float | None = None
 
+    def __post_init__(self):
+        if self.bandwidth is not None:
+            if not self.has_bandwidth:
+                raise ValueError(f"`bandwidth` does not apply to the {self.name} kernel, got {self.bandwidth!r}")
+            _positive(self.bandwidth, f"bandwidth` of `{type(self).__name__}")
+
     def evaluate_(self, t: Tensor, derivative: bool = False) -> tuple[Tensor, Tensor | None]:
         """Return ``(k(t), dk/dt or None)``; may overwrite ``t``."""
+        raise NotImplementedError  # abstract: every concrete spec overrides it
+
+    def second_derivative(self, t: Tensor) -> Tensor:
+        """d2k/dt2 at ``t`` (out of place); 0 at t = 0 for kernels with a cusp there."""
         raise NotImplementedError  # abstract: every concrete spec overrides it
 
     def derivative_scale(self) -> float | None:
@@ -78,11 +116,6 @@ class KernelSpec:
         """Fill defaults that depend on the dimension (only Polynomial has one)."""
         return self
 
-    def __call__(self, X: Tensor, Y: Tensor) -> Tensor:
-        """Dense kernel matrix k(X, Y) (small inputs only; see kernels.reference)."""
-        from mmdkit.kernels.reference import kernel_matrix
-        return kernel_matrix(X, Y, self)
-
     def _h(self) -> float:
         if self.bandwidth is None:
             raise ValueError(f"`bandwidth` of {type(self).__name__} is not set; pass a float or 'median'")
@@ -103,6 +136,10 @@ class Gaussian(KernelSpec):
         k = _exp_(t.mul_(c))
         return k, (k * c if derivative else None)
 
+    def second_derivative(self, t):  # c^2 exp(c t)
+        c = self.derivative_scale()
+        return _exp_(t * c).mul_(c * c)
+
 
 @dataclass(frozen=True)
 class Laplace(KernelSpec):
@@ -119,6 +156,12 @@ class Laplace(KernelSpec):
         k = _exp_(r / -h)
         dk = (k / r).mul_(-0.5 / h).masked_fill_(r == 0, 0.0)
         return k, dk
+
+    def second_derivative(self, t):  # k (r + h) / (4 h^2 r^3), r = sqrt(t)
+        h = self._h()
+        r = t.sqrt()
+        k = _exp_(r / -h)
+        return _zero_at_origin(k * (r + h) / (4 * h * h * r ** 3), t)
 
 
 @dataclass(frozen=True)
@@ -142,7 +185,7 @@ class Energy(KernelSpec):
         if self.bandwidth is not None:  # Energy(0.5) would otherwise set the unused bandwidth, not b
             raise ValueError(f"`bandwidth` does not apply to the energy kernel, got {self.bandwidth!r}; "
                              "set the exponent by name: Energy(exponent=...)")
-        if not 0 < self.exponent < 2:
+        if not 0 < _finite(self.exponent, "exponent` of `Energy") < 2:
             raise ValueError(f"`exponent` of Energy must lie in (0, 2), got {self.exponent}")
 
     def evaluate_(self, t, derivative=False):
@@ -153,6 +196,10 @@ class Energy(KernelSpec):
         k = t.sqrt_() if b == 1 else t.pow_(b / 2)
         return k.neg_(), dk
 
+    def second_derivative(self, t):  # -(b/2)(b/2 - 1) t^(b/2 - 2), 0 at t = 0
+        a = self.exponent / 2
+        return _zero_at_origin(t.pow(a - 2).mul_(-a * (a - 1)), t)
+
 
 @dataclass(frozen=True)
 class RationalQuadratic(KernelSpec):
@@ -161,25 +208,44 @@ class RationalQuadratic(KernelSpec):
     name: ClassVar[str] = "rq"
     alpha: float = 1.0
 
+    def __post_init__(self):
+        super().__post_init__()
+        _positive(self.alpha, "alpha` of `RationalQuadratic")
+
     def evaluate_(self, t, derivative=False):
         h, a = self._h(), self.alpha
         base = t.mul_(1.0 / (2 * a * h * h)).add_(1.0)
         dk = base.pow(-a - 1).mul_(-1.0 / (2 * h * h)) if derivative else None
         return base.pow_(-a), dk
 
+    def second_derivative(self, t):  # (alpha + 1) / (4 alpha h^4) base^(-alpha - 2)
+        h, a = self._h(), self.alpha
+        base = t.mul(1.0 / (2 * a * h * h)).add_(1.0)
+        return base.pow_(-a - 2).mul_((a + 1) / (4 * a * h ** 4))
+
 
 @dataclass(frozen=True)
 class IMQ(KernelSpec):
-    """Inverse multiquadric k(x, y) = (1 + ||x - y||^2 / h^2)^beta, beta in (-1, 0)."""
+    """Inverse multiquadric k(x, y) = (1 + ||x - y||^2 / h^2)^beta, beta < 0."""
 
     name: ClassVar[str] = "imq"
     beta: float = -0.5
+
+    def __post_init__(self):
+        super().__post_init__()
+        if _finite(self.beta, "beta` of `IMQ") >= 0:
+            raise ValueError(f"`beta` of IMQ must be negative (beta >= 0 is not an inverse multiquadric, "
+                             f"nor positive definite), got {self.beta}")
 
     def evaluate_(self, t, derivative=False):
         h, b = self._h(), self.beta
         base = t.mul_(1.0 / (h * h)).add_(1.0)
         dk = base.pow(b - 1).mul_(b / (h * h)) if derivative else None
         return base.pow_(b), dk
+
+    def second_derivative(self, t):  # beta (beta - 1) / h^4 base^(beta - 2)
+        h, b = self._h(), self.beta
+        return t.mul(1.0 / (h * h)).add_(1.0).pow_(b - 2).mul_(b * (b - 1) / h ** 4)
 
 
 @dataclass(frozen=True)
@@ -193,6 +259,18 @@ class Polynomial(KernelSpec):
     gamma: float | None = None
     coef0: float = 1.0
 
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.degree, bool) or not isinstance(self.degree, Integral):
+            raise TypeError(f"`degree` of Polynomial must be an integer >= 1, got {self.degree!r}")
+        if self.degree < 1:
+            raise ValueError(f"`degree` of Polynomial must be an integer >= 1, got {self.degree}")
+        if self.gamma is not None:
+            _positive(self.gamma, "gamma` of `Polynomial")
+        if _finite(self.coef0, "coef0` of `Polynomial") < 0:
+            raise ValueError(f"`coef0` of Polynomial must be >= 0 (a negative offset is not positive "
+                             f"definite), got {self.coef0}")
+
     def resolve(self, d):
         return self if self.gamma is not None else replace(self, gamma=1.0 / d)
 
@@ -203,6 +281,12 @@ class Polynomial(KernelSpec):
         base = t.mul_(g).add_(self.coef0)
         dk = base.pow(p - 1).mul_(p * g) if derivative else None
         return base.pow_(p), dk
+
+    def second_derivative(self, t):  # p (p - 1) gamma^2 (gamma t + coef0)^(p - 2)
+        g, p = self.gamma, self.degree
+        if p == 1:
+            return torch.zeros_like(t)
+        return t.mul(g).add_(self.coef0).pow_(p - 2).mul_(p * (p - 1) * g * g)
 
 
 @dataclass(frozen=True)
@@ -218,12 +302,23 @@ class Mixture(KernelSpec):
     weights: tuple[float, ...] | None = None
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.components:
             raise ValueError("`components` of Mixture is empty")
+        if any(not isinstance(c, KernelSpec) or isinstance(c, Derivative) for c in self.components):
+            raise TypeError("`components` of Mixture must be kernel specs")
         if any(c.kind != "distance" for c in self.components):
             raise ValueError("`components` of Mixture must all be distance kernels")
-        if self.weights is not None and len(self.weights) != len(self.components):
-            raise ValueError(f"`weights` has {len(self.weights)} entries for {len(self.components)} components")
+        if self.weights is not None:
+            if len(self.weights) != len(self.components):
+                raise ValueError(f"`weights` has {len(self.weights)} entries for {len(self.components)} components")
+            for i, w in enumerate(self.weights):
+                _positive(w, f"weights[{i}]` of `Mixture")
+
+    @property
+    def weighted(self) -> tuple[tuple[KernelSpec, float], ...]:
+        """(component, weight) pairs; weights default to 1."""
+        return tuple(zip(self.components, self.weights or (1.0,) * len(self.components)))
 
     @classmethod
     def of(cls, base: type[KernelSpec] | KernelSpec, bandwidths, weights=None) -> "Mixture":
@@ -253,14 +348,75 @@ class Mixture(KernelSpec):
             if c.has_bandwidth else c for c in self.components))
 
     def evaluate_(self, t, derivative=False):
-        w = self.weights or (1.0,) * len(self.components)
         k = dk = None
-        for i, (c, wi) in enumerate(zip(self.components, w)):
+        for i, (c, wi) in enumerate(self.weighted):
             ki, dki = c.evaluate_(t if i == len(self.components) - 1 else t.clone(), derivative)
             k = ki * wi if k is None else k.add_(ki, alpha=wi)
             if derivative:
                 dk = dki * wi if dk is None else dk.add_(dki, alpha=wi)
         return k, dk
+
+    def second_derivative(self, t):
+        return sum(wi * c.second_derivative(t) for c, wi in self.weighted)
+
+
+@dataclass(frozen=True)
+class Derivative(KernelSpec):
+    """The kernel's derivative in t as a kernel: k_D(t) = dk/dt of ``base`` (``order`` 1) or d2k/dt2 (2).
+
+    The engines' backward passes are kernel sums of dk/dt; running them on
+    ``Derivative(kernel)`` through the same differentiable primitive is what
+    makes every statistic twice differentiable. Its own derivative is the next
+    order; mmdkit kernels define two, so a third derivative raises.
+    """
+
+    name: ClassVar[str] = "derivative"
+    has_bandwidth: ClassVar[bool] = False
+    base: KernelSpec | None = None
+    order: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.base, KernelSpec) or isinstance(self.base, Derivative):
+            raise TypeError(f"`base` of Derivative must be a kernel spec (not a Derivative), got {self.base!r}")
+        if self.order not in (1, 2):
+            raise NotImplementedError(f"mmdkit kernels are twice differentiable; derivative order {self.order} "
+                                      "(a third derivative of a statistic) was requested")
+        if self.base.needs_bandwidth:
+            raise ValueError(f"`bandwidth` of {type(self.base).__name__} is not set")
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.base.kind
+
+    @property
+    def cusp_at_zero(self) -> bool:  # type: ignore[override]
+        return self.base.cusp_at_zero
+
+    def derivative_scale(self):
+        return self.base.derivative_scale()  # d/dt (c^j e^(c t)) = c (c^j e^(c t))
+
+    def resolve(self, d):
+        return replace(self, base=self.base.resolve(d))
+
+    def next(self) -> "Derivative":
+        """The derivative of this spec in t (raises past the second order)."""
+        return Derivative(base=self.base, order=self.order + 1)
+
+    def evaluate_(self, t, derivative=False):
+        if self.order == 1:
+            dk2 = self.base.second_derivative(t) if derivative else None
+            return self.base.evaluate_(t, True)[1], dk2
+        if derivative:
+            self.next()  # raises: no third derivative
+        return self.base.second_derivative(t), None
+
+    def second_derivative(self, t):
+        return self.next().next()  # raises
+
+
+def derivative(kernel: KernelSpec) -> Derivative:
+    """The spec of dk/dt (of d2k/dt2 when ``kernel`` is already a first derivative)."""
+    return kernel.next() if isinstance(kernel, Derivative) else Derivative(base=kernel)
 
 
 KERNELS: dict[str, type[KernelSpec]] = {

@@ -12,13 +12,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mmdkit.kernels.specs import KERNELS, KernelSpec, Mixture
+from mmdkit.kernels import KERNELS, KernelSpec
 
-__all__ = ["as_samples", "as_pair", "resolve_kernel", "check_int", "output"]
+__all__ = ["as_tensor", "as_samples", "as_pair", "check_finite", "spec_of", "check_bandwidth", "check_int",
+           "output"]
 
 
-def as_samples(X, name: str, min_n: int = 1) -> tuple[Tensor, bool]:
-    """(tensor of shape (n, d) in a float dtype, was_numpy). Checks shape, dtype, values."""
+def as_tensor(X, name: str, min_n: int = 1) -> tuple[Tensor, bool]:
+    """(tensor of shape (n, d) in a float dtype, was_numpy). Checks shape and dtype, not values."""
     was_numpy = not isinstance(X, Tensor)
     if was_numpy:
         try:
@@ -44,19 +45,33 @@ def as_samples(X, name: str, min_n: int = 1) -> tuple[Tensor, bool]:
         raise ValueError(f"`{name}` is empty: shape {tuple(X.shape)}")
     if X.shape[0] < min_n:
         raise ValueError(f"`{name}` needs at least {min_n} points for this estimator, got {X.shape[0]}")
-    if not bool(torch.isfinite(X).all()):
-        bad = int((~torch.isfinite(X)).sum())
-        raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s)")
+    return X, was_numpy
+
+
+def check_finite(**named: Tensor) -> None:
+    """Raise naming the first argument with a NaN or inf; one device-to-host sync for all of them."""
+    if bool(torch.stack([torch.isfinite(T).all() for T in named.values()]).all()):
+        return
+    for name, T in named.items():
+        bad = int((~torch.isfinite(T)).sum())
+        if bad:
+            raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s)")
+
+
+def as_samples(X, name: str, min_n: int = 1) -> tuple[Tensor, bool]:
+    """(tensor of shape (n, d) in a float dtype, was_numpy). Checks shape, dtype, values."""
+    X, was_numpy = as_tensor(X, name, min_n)
+    check_finite(**{name: X})
     return X, was_numpy
 
 
 def as_pair(X, Y, min_n: int = 1, names=("X", "Y")) -> tuple[Tensor, Tensor, bool]:
-    """Validate two samples together: same d, same device, a common dtype.
+    """Validate two samples together: same d, same device, a common dtype, finite values (one sync).
 
     Returns (X, Y, numpy_out): numpy_out is True when neither input was a tensor.
     """
-    X, xn = as_samples(X, names[0], min_n)
-    Y, yn = as_samples(Y, names[1], min_n)
+    X, xn = as_tensor(X, names[0], min_n)
+    Y, yn = as_tensor(Y, names[1], min_n)
     if X.shape[1] != Y.shape[1]:
         raise ValueError(f"`{names[0]}` and `{names[1]}` must have the same number of columns (d), "
                          f"got {X.shape[1]} and {Y.shape[1]}")
@@ -66,6 +81,7 @@ def as_pair(X, Y, min_n: int = 1, names=("X", "Y")) -> tuple[Tensor, Tensor, boo
         else:
             raise ValueError(f"`{names[0]}` is on {X.device} but `{names[1]}` is on {Y.device}")
     dt = torch.promote_types(X.dtype, Y.dtype)
+    check_finite(**{names[0]: X, names[1]: Y})
     return X.to(dt), Y.to(dt), xn and yn
 
 
@@ -77,7 +93,8 @@ def check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
-def _check_bandwidth(h, name="bandwidth") -> float:
+def check_bandwidth(h, name="bandwidth") -> float:
+    """A positive finite float bandwidth (the message names ``name``)."""
     if isinstance(h, bool) or not isinstance(h, Real):
         raise TypeError(f"`{name}` must be a positive float, 'median' or a list of floats, got {h!r}")
     if not (math.isfinite(h) and h > 0):
@@ -85,46 +102,18 @@ def _check_bandwidth(h, name="bandwidth") -> float:
     return float(h)
 
 
-def resolve_kernel(kernel, bandwidth, X: Tensor, Y: Tensor | None = None) -> KernelSpec:
-    """A ready spec from ``kernel=`` (name or spec) and ``bandwidth=`` (float, 'median', list, None).
-
-    A list gives a Mixture over those bandwidths; 'median' (the default when
-    the kernel needs one) is the median heuristic on the pooled sample; a
-    float multiplies nothing: it is the bandwidth.
-    """
+def spec_of(kernel) -> KernelSpec:
+    """The spec named by ``kernel=``: a name, a KernelSpec or a KernelSpec class."""
     if isinstance(kernel, str):
         cls = KERNELS.get(kernel.lower())
         if cls is None:
             raise ValueError(f"`kernel` must be one of {sorted(KERNELS)} or a KernelSpec, got {kernel!r}")
-        spec = cls()
-    elif isinstance(kernel, KernelSpec):
-        spec = kernel
-    elif isinstance(kernel, type) and issubclass(kernel, KernelSpec):
-        spec = kernel()
-    else:
-        raise TypeError(f"`kernel` must be a name or a KernelSpec, got {type(kernel).__name__}")
-    if isinstance(bandwidth, (list, tuple)):
-        if not bandwidth:
-            raise ValueError("`bandwidth` list is empty")
-        hs = [_check_bandwidth(h, f"bandwidth[{i}]") for i, h in enumerate(bandwidth)]
-        if isinstance(spec, Mixture) or not spec.has_bandwidth:
-            raise ValueError(f"`bandwidth` as a list needs a kernel with a bandwidth, got {spec.name}")
-        return Mixture.of(spec, hs).resolve(X.shape[1])
-    if bandwidth is None:
-        bandwidth = "median" if spec.needs_bandwidth else None
-    if bandwidth is not None and not spec.has_bandwidth:
-        raise ValueError(f"`bandwidth` does not apply to the {spec.name} kernel, got {bandwidth!r}")
-    if isinstance(bandwidth, str):
-        if bandwidth != "median":
-            raise ValueError(f"`bandwidth` must be a positive float, 'median' or a list, got {bandwidth!r}")
-        from mmdkit.estimators import median_bandwidth
-        bandwidth = median_bandwidth(X, Y)
-    if bandwidth is not None:  # a Mixture scales its set bandwidths by it (see Mixture.with_bandwidth)
-        spec = spec.with_bandwidth(_check_bandwidth(bandwidth))
-    for c in getattr(spec, "components", (spec,)):  # bandwidths set on a spec the caller built
-        if c.has_bandwidth and c.bandwidth is not None:
-            _check_bandwidth(c.bandwidth, "bandwidth")
-    return spec.resolve(X.shape[1])
+        return cls()
+    if isinstance(kernel, KernelSpec):
+        return kernel
+    if isinstance(kernel, type) and issubclass(kernel, KernelSpec):
+        return kernel()
+    raise TypeError(f"`kernel` must be a name or a KernelSpec, got {type(kernel).__name__}")
 
 
 def output(value: Tensor, numpy_out: bool, dtype: torch.dtype):

@@ -215,7 +215,7 @@ def _plot_test(res, X, Y, path: str) -> None:
 
 
 def _run_test(a) -> int:
-    from mmdkit.testing import energy_test, mmd_test
+    from mmdkit.two_sample import energy_test, mmd_test
     X, Y = _load_pair(a.a, a.b)
     common = dict(n_permutations=a.permutations, seed=a.seed, alternative=a.alternative,
                   backend=a.backend, progress=False if a.quiet or a.json else None)

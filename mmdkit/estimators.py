@@ -1,49 +1,50 @@
-"""MMD, energy distance, witness functions and the median heuristic.
+"""MMD, energy distance and witness functions.
 
-All kernel sums go through one engine call (:func:`mmdkit.kernels.block_sums`
-on the pooled sample), chosen by :func:`mmdkit._backend.choose_backend`.
+Every kernel sum goes through one engine call on a backend object
+(:func:`mmdkit.kernels.get_backend`): ``block_sums`` on the pooled sample
+for the estimators, ``kernel_matmul`` for the witness. Public functions
+validate their arguments once and call the internal ``_`` functions, which
+take validated tensors, a resolved spec and a backend; the permutation tests
+and the GAN losses call those directly.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from mmdkit._backend import choose_backend
-from mmdkit._validation import as_pair, as_samples, check_int, output, resolve_kernel
-from mmdkit.kernels.blocked import compute_dtype
-from mmdkit.kernels.specs import Energy, KernelSpec
+from mmdkit._validation import as_pair, as_tensor, check_finite, output
+from mmdkit.bandwidth import median_bandwidth, resolve_kernel
+from mmdkit.kernels import Backend, Energy, KernelSpec, Mixture, compute_dtype, get_backend, paired_values
 
 __all__ = ["mmd2", "mmd2_unbiased", "mmd2_biased", "mmd2_linear", "energy_distance",
-           "witness", "median_bandwidth", "ESTIMATORS"]
+           "witness", "median_bandwidth", "mmd2_from_sums", "ESTIMATORS"]
 
 ESTIMATORS = ("unbiased", "biased", "linear")
 
 
-def _combine(S: Tensor, n: int, m: int, unbiased: bool) -> Tensor:
-    """MMD^2 from the block sums S = [[Sxx, Sxy], [Syx, Syy]] (float64)."""
+def mmd2_from_sums(Sxx, Sxy, Syy, n: int, m: int, unbiased: bool):
+    """MMD^2 from the kernel sums over X x X, X x Y and Y x Y (diagonals excluded when ``unbiased``).
+
+    The one place the estimators are formed from sums: tensors or arrays of
+    any shape (one entry per relabelling in the permutation tests), float64.
+    """
     if unbiased:
-        return S[0, 0] / (n * (n - 1)) + S[1, 1] / (m * (m - 1)) - 2 * S[0, 1] / (n * m)
-    return S[0, 0] / n**2 + S[1, 1] / m**2 - 2 * S[0, 1] / (n * m)
+        return Sxx / (n * (n - 1)) + Syy / (m * (m - 1)) - 2 * Sxy / (n * m)
+    return Sxx / n**2 + Syy / m**2 - 2 * Sxy / (n * m)
 
 
-class _PairKernel(torch.autograd.Function):
-    """k(t) elementwise with the spec's own derivative (finite at t = 0)."""
-
-    @staticmethod
-    def forward(ctx, t, kernel):
-        k, dk = kernel.evaluate_(t.clone(), derivative=True)
-        ctx.save_for_backward(dk)
-        return k
-
-    @staticmethod
-    def backward(ctx, g):
-        return g * ctx.saved_tensors[0], None
-
-
-def _pairwise_values(A: Tensor, B: Tensor, kernel: KernelSpec) -> Tensor:
-    """k(a_i, b_i) for matched rows (no centring needed: direct differences)."""
-    t = ((A - B) ** 2).sum(1) if kernel.kind == "distance" else (A * B).sum(1)
-    return _PairKernel.apply(t, kernel)
+def _mmd2(X: Tensor, Y: Tensor, spec: KernelSpec, estimator: str, engine: Backend) -> Tensor:
+    """MMD^2 of validated X, Y (same dtype and device) for a resolved spec; 0-d tensor."""
+    n, m = X.shape[0], Y.shape[0]
+    if estimator == "linear":
+        h = min(n, m) // 2
+        dt = compute_dtype(X.dtype)
+        x1, x2, y1, y2 = (A[s:2 * h:2].to(dt) for A, s in ((X, 0), (X, 1), (Y, 0), (Y, 1)))
+        f = lambda A, B: paired_values(A, B, spec)  # noqa: E731
+        return (f(x1, x2) + f(y1, y2) - f(x1, y2) - f(x2, y1)).mean()
+    unbiased = estimator == "unbiased"
+    S = engine.block_sums(torch.cat([X, Y]), (n, m), spec, exclude_diagonal=unbiased)
+    return mmd2_from_sums(S[0, 0], S[0, 1], S[1, 1], n, m, unbiased)
 
 
 def mmd2(X, Y, kernel="gaussian", bandwidth=None, estimator: str = "unbiased", backend: str = "auto",
@@ -97,21 +98,15 @@ def mmd2(X, Y, kernel="gaussian", bandwidth=None, estimator: str = "unbiased", b
     >>> bool(mmdkit.mmd2(X, Y, bandwidth=1.0) > 0.1)
     True
     """
-    if estimator not in ESTIMATORS:
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
         raise ValueError(f"`estimator` must be one of {ESTIMATORS}, got {estimator!r}")
-    min_n = 1 if estimator == "biased" else 2
-    X, Y, numpy_out = as_pair(X, Y, min_n)
+    X, Y, numpy_out = as_pair(X, Y, 1 if estimator == "biased" else 2)
+    engine = get_backend(backend, X.device, X.dtype, precision)
+    if estimator == "linear" and precision != "ieee":
+        raise ValueError(f"`precision`={precision!r} applies to the pairwise engine; the linear estimator is "
+                         "elementwise and always computed exactly (leave `precision`='ieee')")
     spec = resolve_kernel(kernel, bandwidth, X, Y)
-    n, m = X.shape[0], Y.shape[0]
-    _, engine = choose_backend(backend, X.device, X.dtype, precision)
-    if estimator == "linear":
-        h = min(n, m) // 2
-        x1, x2, y1, y2 = X[0:2 * h:2], X[1:2 * h:2], Y[0:2 * h:2], Y[1:2 * h:2]
-        f = lambda A, B: _pairwise_values(A.to(compute_dtype(X.dtype)), B.to(compute_dtype(X.dtype)), spec)
-        value = (f(x1, x2) + f(y1, y2) - f(x1, y2) - f(x2, y1)).mean()
-        return output(value, numpy_out, X.dtype)
-    S = engine.block_sums(torch.cat([X, Y]), (n, m), spec, exclude_diagonal=estimator == "unbiased")
-    return output(_combine(S, n, m, estimator == "unbiased"), numpy_out, X.dtype)
+    return output(_mmd2(X, Y, spec, estimator, engine), numpy_out, X.dtype)
 
 
 def mmd2_unbiased(X, Y, kernel="gaussian", bandwidth=None, backend: str = "auto", precision: str = "ieee"):
@@ -139,6 +134,12 @@ def mmd2_linear(X, Y, kernel="gaussian", bandwidth=None, backend: str = "auto"):
     Mean over i < min(n, m) // 2 of h_i = k(x_{2i}, x_{2i+1}) + k(y_{2i}, y_{2i+1})
     - k(x_{2i}, y_{2i+1}) - k(x_{2i+1}, y_{2i}). Unbiased, O(n d), higher variance.
     Elementwise torch on every backend (there is no pairwise sweep to fuse).
+
+    Examples
+    --------
+    >>> from mmdkit import mmd2_linear
+    >>> mmd2_linear([[0.0], [0.0]], [[3.0], [3.0]], kernel="energy")   # 2 t for point masses
+    6.0
     """
     return mmd2(X, Y, kernel, bandwidth, "linear", backend)
 
@@ -193,18 +194,23 @@ def energy_distance(X, Y, unbiased: bool = False, exponent: float = 1.0, backend
     >>> energy_distance([0.0, 0.0], [3.0, 3.0])   # P = delta_0, Q = delta_3: 2 t
     6.0
     """
+    if not isinstance(unbiased, bool):
+        raise TypeError(f"`unbiased` must be True or False, got {unbiased!r}")
     X, Y, numpy_out = as_pair(X, Y, 2 if unbiased else 1)
+    engine = get_backend(backend, X.device, X.dtype, precision)  # checks them on the sort path too
+    return output(_energy_distance(X, Y, Energy(exponent=exponent), unbiased, engine), numpy_out, X.dtype)
+
+
+def _energy_distance(X: Tensor, Y: Tensor, spec: Energy, unbiased: bool, engine: Backend) -> Tensor:
+    """Energy distance of validated X, Y (0-d tensor); the exact sort for d = 1, b = 1."""
     n, m = X.shape[0], Y.shape[0]
-    _, engine = choose_backend(backend, X.device, X.dtype, precision)  # checks them on the sort path too
-    if X.shape[1] == 1 and exponent == 1.0:
+    if X.shape[1] == 1 and spec.exponent == 1.0:
         a, b = X[:, 0].double(), Y[:, 0].double()
         sx, sy = _abs_pair_sum_1d(a), _abs_pair_sum_1d(b)
         sxy = _abs_pair_sum_1d(torch.cat([a, b])) - sx - sy  # sum over all (i, j) of |x_i - y_j|
-        S = torch.stack([torch.stack([-2 * sx, -sxy]), torch.stack([-sxy, -2 * sy])])
-    else:
-        S = engine.block_sums(torch.cat([X, Y]), (n, m), Energy(exponent=exponent),
-                              exclude_diagonal=unbiased)
-    return output(_combine(S, n, m, unbiased), numpy_out, X.dtype)
+        return mmd2_from_sums(-2 * sx, -sxy, -2 * sy, n, m, unbiased)
+    S = engine.block_sums(torch.cat([X, Y]), (n, m), spec, exclude_diagonal=unbiased)
+    return mmd2_from_sums(S[0, 0], S[0, 1], S[1, 1], n, m, unbiased)
 
 
 def witness(X, Y, T, kernel="gaussian", bandwidth=None, backend: str = "auto", precision: str = "ieee"):
@@ -233,48 +239,32 @@ def witness(X, Y, T, kernel="gaussian", bandwidth=None, backend: str = "auto", p
     >>> bool(w[0] > 0 > w[1])
     True
     """
-    X, Y, numpy_xy = as_pair(X, Y, 1)
-    T_, t_numpy = as_samples(T, "T")
+    X, xn = as_tensor(X, "X")
+    Y, yn = as_tensor(Y, "Y")
+    T_, tn = as_tensor(T, "T")
+    X, Y, _ = as_pair(X, Y)
     if T_.shape[1] != X.shape[1]:
         raise ValueError(f"`T` must have d = {X.shape[1]} columns like `X`, got {T_.shape[1]}")
-    T_ = T_.to(X.dtype).to(X.device)
+    T_ = T_.to(X.device, X.dtype)
+    check_finite(T=T_)
+    engine = get_backend(backend, X.device, X.dtype, precision)
     spec = resolve_kernel(kernel, bandwidth, X, Y)
+    f = _witness(X, Y, T_, spec, engine)
+    return f.detach().cpu().numpy() if (xn and yn and tn) else f
+
+
+def _energy_offset(spec: KernelSpec, X: Tensor, Y: Tensor):
+    """sum over Energy components of w (E||X||^b - E||Y||^b): the norm terms of the energy kernel
+    k(x, y) = ||x||^b + ||y||^b - ||x - y||^b that the engine leaves out (0 if there are none)."""
+    parts = spec.weighted if isinstance(spec, Mixture) else ((spec, 1.0),)
+    norms = lambda A, b: (A.norm(dim=1) ** b).mean()  # noqa: E731
+    return sum(w * (norms(X, c.exponent) - norms(Y, c.exponent)) for c, w in parts if isinstance(c, Energy))
+
+
+def _witness(X: Tensor, Y: Tensor, T: Tensor, spec: KernelSpec, engine: Backend) -> Tensor:
+    """Witness of validated X, Y at T (k,), in X's dtype, twice differentiable."""
     n, m = X.shape[0], Y.shape[0]
     weights = [torch.full((n, 1), 1.0 / n, dtype=torch.float64), torch.full((m, 1), -1.0 / m, dtype=torch.float64)]
     v = torch.cat(weights).to(X.device, compute_dtype(X.dtype))  # 1/n exact to the compute precision
-    _, engine = choose_backend(backend, X.device, X.dtype, precision)
-    f = engine.kernel_matmul(T_, torch.cat([X, Y]), v, spec)[:, 0]
-    if isinstance(spec, Energy):
-        b = spec.exponent
-        f = f + (X.norm(dim=1) ** b).mean() - (Y.norm(dim=1) ** b).mean()
-    f = f.to(X.dtype)
-    return f.detach().cpu().numpy() if (numpy_xy and t_numpy) else f
-
-
-def median_bandwidth(X, Y=None, max_points: int = 2000):
-    """Median heuristic: the median of the pairwise distances in the pooled sample.
-
-    Uses at most ``max_points`` points, evenly spaced by index (deterministic),
-    and ignores zero distances (duplicates). Returns a float.
-
-    Examples
-    --------
-    >>> from mmdkit import median_bandwidth
-    >>> median_bandwidth([[0.0], [1.0], [3.0]])
-    2.0
-    """
-    Z, _ = as_samples(X, "X")
-    if Y is not None:
-        Y, _ = as_samples(Y, "Y")
-        if Y.shape[1] != Z.shape[1]:
-            raise ValueError(f"`X` and `Y` must have the same number of columns, got {Z.shape[1]} and {Y.shape[1]}")
-        Z = torch.cat([Z, Y.to(Z)])
-    max_points = check_int(max_points, "max_points", 2)
-    if Z.shape[0] > max_points:
-        Z = Z[torch.linspace(0, Z.shape[0] - 1, max_points, device=Z.device).long()]
-    dist = torch.nn.functional.pdist(Z.detach().double())
-    dist = dist[dist > 0]
-    if dist.numel() == 0:
-        raise ValueError("`bandwidth`='median' is undefined: all points of `X` (and `Y`) are identical; "
-                         "pass a float bandwidth")
-    return float(dist.median() if dist.numel() % 2 else dist.sort().values[dist.numel() // 2 - 1: dist.numel() // 2 + 1].mean())
+    f = engine.kernel_matmul(T, torch.cat([X, Y]), v, spec)[:, 0]
+    return (f + _energy_offset(spec, X, Y)).to(X.dtype)

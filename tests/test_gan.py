@@ -6,13 +6,13 @@ import math
 import pytest
 import torch
 
-from mmdkit import Energy, Gaussian, Mixture, Polynomial, RationalQuadratic, energy_distance, witness
+from mmdkit import Energy, Gaussian, Mixture, Polynomial, energy_distance, witness
 from mmdkit.gan import losses as L
 from mmdkit.gan.constraints import GradientPenalty, InstanceNoise, WeightClip, interpolate
 from mmdkit.gan.data import grid25, ring8, swissroll
 from mmdkit.gan.metrics import kid, mode_statistics, mmd2_heldout
 from mmdkit.gan.models import AutoencoderCritic, Critic
-from mmdkit.kernels.reference import mmd2_reference
+from mmdkit.kernels.reference import kernel_matrix, mmd2_reference
 
 ident = lambda x: x  # noqa: E731  identity "critic features"
 
@@ -65,7 +65,8 @@ def test_wasserstein_losses_with_a_linear_critic(gen):
     fake = torch.randn(4, 2, generator=gen, dtype=torch.float64) + 2
     f = lambda x: 3 * x[:, 0] - x[:, 1]  # noqa: E731
     for loss in (L.WGAN(), L.WGANGP()):
-        assert float(loss.critic_loss(f, real, fake)) == pytest.approx(float(f(fake).mean() - f(real).mean()), rel=1e-12)
+        assert float(loss.critic_loss(f, real, fake)) == pytest.approx(float(f(fake).mean() - f(real).mean()),
+                                                                        rel=1e-12)
         assert float(loss.generator_loss(f, real, fake)) == pytest.approx(float(-f(fake).mean()), rel=1e-12)
     assert L.WGAN().clip == WeightClip(0.01) and L.WGAN().optimizer == "rmsprop"
     assert L.WGANGP().penalty == GradientPenalty(10.0) and L.WGANGP().clip is None
@@ -111,9 +112,11 @@ def test_mmd_losses_agree_with_the_dense_reference(gen):
     real = torch.randn(40, 3, generator=gen, dtype=torch.float64)
     fake = torch.randn(33, 3, generator=gen, dtype=torch.float64) * 1.5
     g = L.GMMN(data_scale=3.0)
-    assert float(g.generator_loss(None, real, fake)) == pytest.approx(float(mmd2_reference(fake, real, g.kernel())), rel=1e-9)
+    assert float(g.generator_loss(None, real, fake)) == pytest.approx(
+        float(mmd2_reference(fake, real, g.kernel())), rel=1e-9)
     m = L.MMDGAN()
-    assert float(m.generator_loss(ident, real, fake)) == pytest.approx(float(mmd2_reference(fake, real, m.kernel())), rel=1e-9)
+    assert float(m.generator_loss(ident, real, fake)) == pytest.approx(
+        float(mmd2_reference(fake, real, m.kernel())), rel=1e-9)
     assert float(L.EnergyGAN().generator_loss(ident, real, fake)) == pytest.approx(
         float(mmd2_reference(fake, real, Energy(exponent=0.5))), rel=1e-9)
 
@@ -134,10 +137,12 @@ def test_energy_gan_losses_against_pairwise_distance_means(gen, b):
         assert float(loss(exponent=b).critic_loss(ident, real, fake)) == pytest.approx(repulsive, rel=1e-9)
         attractive = loss(exponent=b, critic_objective="attractive")
         assert float(attractive.critic_loss(ident, real, fake)) == pytest.approx(-ed, rel=1e-9)
-        # the penalty's witness x -> E||x - Y||^b - E||x - X||^b (Y real, X fake) uses the same b
+        # the penalty's witness x -> E||x - Y||^b - E||x - X||^b + E||X||^b - E||Y||^b (Y real, X fake:
+        # mmdkit.witness of the energy kernel, norm terms included) uses the same b
         T = torch.randn(7, 3, generator=gen, dtype=torch.float64)
         w = loss(exponent=b).critic_function(ident, real, fake)(T)
-        torch.testing.assert_close(w, D(T, real).mean(1) - D(T, fake).mean(1), rtol=1e-10, atol=1e-12)
+        norms = (fake.norm(dim=1) ** b).mean() - (real.norm(dim=1) ** b).mean()
+        torch.testing.assert_close(w, D(T, real).mean(1) - D(T, fake).mean(1) + norms, rtol=1e-10, atol=1e-12)
     assert repulsive < 0   # fake (sd 0.5) is tighter than real (sd 1)
 
 
@@ -228,7 +233,8 @@ def test_mcgan_mean_and_covariance_on_point_masses(t):
 
 
 def test_mcgan_covariance_is_the_top_k_singular_value_sum(gen):
-    hr, hf = torch.randn(50, 4, generator=gen, dtype=torch.float64), torch.randn(40, 4, generator=gen, dtype=torch.float64) * 2
+    hr = torch.randn(50, 4, generator=gen, dtype=torch.float64)
+    hf = torch.randn(40, 4, generator=gen, dtype=torch.float64) * 2
     D = hr.T @ hr / 50 - hf.T @ hf / 40
     sv = torch.linalg.svdvals(D)
     for k in (1, 2, 4):
@@ -327,22 +333,31 @@ def test_interpolation_weight_is_per_sample():
     assert 0.4 < float(xh[:, 0].mean()) < 0.6 and xh.requires_grad
 
 
-def test_gradient_penalty_of_mmd_witness_matches_mmdkit_witness(gen):
-    """The dense twice-differentiable witness equals mmdkit.witness (blocked engine)."""
-    X = torch.randn(30, 2, generator=gen, dtype=torch.float64)
-    Y = torch.randn(25, 2, generator=gen, dtype=torch.float64) + 0.5
-    T = torch.randn(11, 2, generator=gen, dtype=torch.float64)
-    for k in (L.rq_mixture(), Mixture.of(Gaussian, [0.5, 2.0])):
-        torch.testing.assert_close(L.dense_witness(k, X, Y)(T), witness(X, Y, T, kernel=k), rtol=0, atol=1e-12)
-    # Energy: mmdkit's witness adds E||X|| - E||Y|| (the norm terms of the kernel): a constant shift
-    diff = witness(X, Y, T, kernel=Energy()) - L.dense_witness(Energy(), X, Y)(T)
-    torch.testing.assert_close(diff, torch.full_like(diff, float(X.norm(dim=1).mean() - Y.norm(dim=1).mean())),
-                               rtol=0, atol=1e-12)
-    # and it is twice differentiable: the penalty has a gradient w.r.t. the critic
+@pytest.mark.parametrize("loss", ["mmd-gan", "energy-gan"])
+def test_gradient_penalty_through_mmdkit_matches_dense_float64_autograd(loss, gen):
+    """The losses' penalty (the witness on critic features, differentiated twice by mmdkit's
+    engine) and its gradient w.r.t. the critic equal dense float64 autograd of the plain formula."""
+    real = torch.randn(30, 2, generator=gen, dtype=torch.float64)
+    fake = torch.randn(25, 2, generator=gen, dtype=torch.float64) + 0.5
     C = Critic(out_dim=4).double()
-    gp = GradientPenalty(1.0)(L.MMDGAN().critic_function(C, Y, X), Y, X, gen)
-    gp.backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in C.parameters())
+    L_ = L.get_loss(loss)
+    kernel = L_.kernel() if loss == "mmd-gan" else Energy(exponent=L_.exponent)
+    gp = GradientPenalty(1.0)
+
+    def dense(x):  # mean_j k(h(x), h(fake_j)) - mean_j k(h(x), h(real_j)), the oracle
+        hx, hf, hr = C(x), C(fake), C(real)
+        return kernel_matrix(hx, hf, kernel).mean(1) - kernel_matrix(hx, hr, kernel).mean(1)
+
+    values, grads = [], []
+    for f in (L_.critic_function(C, real, fake), dense):
+        C.zero_grad()
+        value = gp(f, real, fake, torch.Generator().manual_seed(5))
+        value.backward()
+        values.append(value.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in C.parameters()]))
+    torch.testing.assert_close(values[0], values[1], rtol=1e-10, atol=0)
+    assert float(grads[1].norm()) > 0
+    assert float((grads[0] - grads[1]).norm() / grads[1].norm()) <= 1e-10
 
 
 def test_weight_clip_and_instance_noise(gen):

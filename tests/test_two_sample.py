@@ -12,11 +12,9 @@ import scipy.stats
 import torch
 
 import mmdkit
-import mmdkit.testing
-from mmdkit import Energy, Gaussian, Laplace, Mixture, energy_test, mmd_test
-from mmdkit.kernels import blocked
+from mmdkit import Energy, Gaussian, Laplace, Mixture, bandwidth_grid, energy_test, mmd_test
+from mmdkit.kernels import PermutationSums, blocked
 from mmdkit.kernels.reference import energy_distance_reference, kernel_matrix, mmd2_reference
-from mmdkit.testing import _KernelOperator, bandwidth_grid
 
 dcor = pytest.importorskip("dcor")
 
@@ -203,17 +201,17 @@ def test_dense_and_streamed_operators_equal_the_engine_and_the_reference(d, monk
     """q = diag(E' K0 E), u = E' K0 1 and S = 1' K0 1 from the dense tiles and the
     streamed sweep (several tiles, ragged edges, two batches) against kernel_matmul
     and the dense float64 reference."""
-    monkeypatch.setattr(mmdkit.testing, "_DENSE_TILE", 256)
-    monkeypatch.setattr(mmdkit.testing, "_STREAM_TILE", 384)
+    monkeypatch.setattr(blocked, "PERM_TILE_DENSE", 256)
+    monkeypatch.setattr(blocked, "PERM_TILE_STREAM", 384)
     g = torch.Generator().manual_seed(0)
     Z = torch.randn(700, d, generator=g, dtype=torch.float64)
     batches = [torch.randn(700, 5, generator=g, dtype=torch.float64) for _ in range(2)]
     specs = [Gaussian(bandwidth=h) for h in (0.5, 1.0, 3.0)]
-    dense = _KernelOperator(Z, specs, "torch", 2**40)
-    streamed = _KernelOperator(Z, specs, "torch", 0)
+    dense = PermutationSums(Z, specs, 2**40)
+    streamed = PermutationSums(Z, specs, 0)
     assert dense.method == "dense" and streamed.method == "streamed" and streamed.tiles > 1
     for E in batches:
-        got = [dense(E, lambda k: None), streamed(E, lambda k: None)]
+        got = [dense(E), streamed(E)]
         for s, spec in enumerate(specs):
             T = blocked.kernel_matmul(Z, None, E, spec, exclude_diagonal=True)
             K = kernel_matrix(Z, Z, spec).fill_diagonal_(0)

@@ -1,0 +1,158 @@
+"""Backends: objects with the same three operations, chosen in one function.
+
+A backend has ``name`` and the engine operations ``kernel_matmul``,
+``block_sums`` and ``permutation_sums`` with one signature on every backend;
+statistics call these methods and never branch on the backend.
+
+* :class:`TorchBackend`: the blocked torch engine (any device, any float
+  dtype, exact float32/float64 arithmetic).
+* :class:`TritonBackend`: the fused Triton kernels (CUDA tensors, or CPU
+  tensors under ``TRITON_INTERPRET=1``; float32/float16/bfloat16), with a
+  ``precision`` for the dots.
+
+:func:`get_backend` turns ``backend="auto" | "torch" | "triton"`` into one of
+them: "auto" is Triton for CUDA tensors of those dtypes when triton imports,
+the torch engine otherwise (float64 always goes to torch).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from mmdkit.kernels import blocked
+from mmdkit.kernels.specs import KernelSpec
+
+__all__ = ["Backend", "TorchBackend", "TritonBackend", "get_backend", "BACKENDS", "PRECISIONS"]
+
+BACKENDS = ("auto", "torch", "triton")
+PRECISIONS = ("ieee", "tf32")
+
+
+class Backend:
+    """The engine operations; every backend implements all three with these signatures."""
+
+    name: str = "backend"
+
+    def kernel_matmul(self, X: Tensor, Y: Tensor | None, V: Tensor, kernel: KernelSpec,
+                      exclude_diagonal: bool = False) -> Tensor:
+        """K(X, Y) @ V (Y None: X with itself), differentiable twice in X, Y and V."""
+        raise NotImplementedError  # abstract
+
+    def block_sums(self, Z: Tensor, sizes: tuple[int, ...], kernel: KernelSpec,
+                   exclude_diagonal: bool = False) -> Tensor:
+        """float64 S[a, b]: kernel sums over consecutive blocks of Z, differentiable twice."""
+        raise NotImplementedError  # abstract
+
+    def permutation_sums(self, Z: Tensor, specs: list[KernelSpec], memory_budget: int):
+        """An operator E -> [(diag(E' K0 E), E' K0 1, 1' K0 1) per spec] (float64; K0: zero diagonal)."""
+        raise NotImplementedError  # abstract
+
+
+@dataclass(frozen=True)
+class TorchBackend(Backend):
+    """The blocked torch engine (:mod:`mmdkit.kernels.blocked`)."""
+
+    name: str = "torch"
+
+    def kernel_matmul(self, X, Y, V, kernel, exclude_diagonal=False):
+        return blocked.kernel_matmul(X, Y, V, kernel, exclude_diagonal)
+
+    def block_sums(self, Z, sizes, kernel, exclude_diagonal=False):
+        return blocked.block_sums(Z, sizes, kernel, exclude_diagonal)
+
+    def permutation_sums(self, Z, specs, memory_budget):
+        return blocked.PermutationSums(Z, specs, memory_budget)
+
+
+class _StreamedPermutationSums:
+    """:class:`~mmdkit.kernels.blocked.PermutationSums` from a backend's ``kernel_matmul``.
+
+    One symmetric product K0 @ [1, E] per spec and call (the column of ones
+    gives K0 1); nothing is cached (``method`` "streamed", one ``tiles`` unit).
+    """
+
+    method, tiles = "streamed", 1
+
+    def __init__(self, backend: Backend, Z: Tensor, specs: list[KernelSpec]):
+        self.backend, self.Z, self.specs = backend, Z, specs
+        self.dtype = blocked.compute_dtype(Z.dtype)
+
+    def __call__(self, E: Tensor, tick=None):
+        E = E.to(device=self.Z.device, dtype=self.dtype)
+        f64 = torch.float64
+        V = torch.cat([torch.ones(E.shape[0], 1, dtype=E.dtype, device=E.device), E], 1)
+        out = []
+        for spec in self.specs:
+            T = self.backend.kernel_matmul(self.Z, None, V, spec, exclude_diagonal=True)
+            r = T[:, 0].to(f64)
+            out.append(((E * T[:, 1:]).sum(0, dtype=f64), E.to(f64).T @ r, r.sum()))
+        if tick is not None:
+            tick(E.shape[1])
+        return out
+
+
+@dataclass(frozen=True)
+class TritonBackend(Backend):
+    """The fused Triton kernels (:mod:`mmdkit.kernels.triton_engine`)."""
+
+    name: str = "triton"
+    precision: str = "ieee"
+
+    @property
+    def _engine(self) -> ModuleType:
+        from mmdkit.kernels import triton_engine
+        return triton_engine
+
+    def kernel_matmul(self, X, Y, V, kernel, exclude_diagonal=False):
+        return self._engine.kernel_matmul(X, Y, V, kernel, exclude_diagonal, precision=self.precision)
+
+    def block_sums(self, Z, sizes, kernel, exclude_diagonal=False):
+        return self._engine.block_sums(Z, sizes, kernel, exclude_diagonal, precision=self.precision)
+
+    def permutation_sums(self, Z, specs, memory_budget):
+        return _StreamedPermutationSums(self, Z, [s.resolve(Z.shape[1]) for s in specs])
+
+
+def _triton_engine() -> tuple[ModuleType | None, str]:
+    """(the Triton engine module or None, why it could not be imported)."""
+    try:
+        from mmdkit.kernels import triton_engine
+    except ImportError as e:
+        return None, f"triton could not be imported ({e}); install mmdkit[triton]"
+    return triton_engine, ""
+
+
+def get_backend(backend: str = "auto", device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                precision: str = "ieee") -> Backend:
+    """The backend that runs tensors of ``device`` and ``dtype`` for the caller's ``backend=``.
+
+    ``precision`` ("ieee": exact fp32 distance tiles, or "tf32") applies to
+    Triton only; the torch engine always computes exactly. An explicit
+    ``backend="triton"`` that cannot run raises a ``ValueError`` that says
+    why; only "auto" falls back.
+    """
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"`precision` must be one of {PRECISIONS}, got {precision!r}")
+    device = torch.device(device)
+    if backend == "torch":
+        return TorchBackend()
+    engine, why = _triton_engine()
+    if backend == "auto":
+        if engine is None or device.type != "cuda" or dtype == torch.float64:
+            return TorchBackend()
+        return TritonBackend(precision=precision)
+    if engine is None:
+        raise ValueError(f"`backend`='triton' cannot run: {why}")
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(f"`backend`='triton' needs CUDA tensors (got {device}), or TRITON_INTERPRET=1 "
+                         "for the (slow) CPU interpreter")
+    if dtype == torch.float64:
+        raise ValueError("`backend`='triton' computes in float32/float16/bfloat16; use backend='torch' "
+                         "(or 'auto') for float64")
+    return TritonBackend(precision=precision)

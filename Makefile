@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
 
-.PHONY: demo test test-full bench report install clean
+.PHONY: demo test test-full lint bench report install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: install
 test: install
 	$(BIN)/pytest
 	$(BIN)/pytest bench/ --benchmark-disable
+
+# Static checks: ruff with the rule set in pyproject.toml ([tool.ruff]). CI runs it after `make test`.
+lint: $(DEPS)
+	$(BIN)/ruff check .
 
 # Ahead-of-time compile of every Triton kernel variant for sm_80 and sm_90
 # (no GPU needed); fails on register spills. CI runs it after `make test`.

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from mmdkit import Energy, Gaussian, Mixture, Polynomial, energy_distance, witness
+from mmdkit import Energy, Polynomial, energy_distance
 from mmdkit.gan import losses as L
 from mmdkit.gan.constraints import GradientPenalty, InstanceNoise, WeightClip, interpolate
 from mmdkit.gan.data import grid25, ring8, swissroll

@@ -35,7 +35,8 @@ from torch import Tensor
 
 from mmdkit.kernels.specs import KernelSpec, derivative
 
-__all__ = ["kernel_matmul", "block_sums", "PermutationSums", "paired_values", "tiles", "TILE_ROWS", "TILE_COLS", "TILE_SYM"]
+__all__ = ["kernel_matmul", "block_sums", "PermutationSums", "paired_values", "tiles",
+           "TILE_ROWS", "TILE_COLS", "TILE_SYM"]
 
 # Tile shapes measured on a 2-core Xeon (2 MiB L2 per core): a 512 x 1024 fp32
 # tile (2 MiB) keeps the matmul output in L2 for the elementwise passes.
@@ -47,7 +48,7 @@ PERM_TILE_DENSE, PERM_TILE_STREAM = 1024, 2048
 # Up to this d, distance tiles come from direct differences: the norm expansion
 # loses the small distances of dense low-dimensional data (sqrt(t) of a
 # rounding error), and at such d the differences cost no more than the matmul.
-DIRECT_MAX_D = 2
+DIRECT_MAX_D = 3
 
 
 def grad_dtype(Z: Tensor) -> torch.dtype:
@@ -62,11 +63,17 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _centre(X: Tensor, Y: Tensor | None, kernel: KernelSpec) -> tuple[Tensor, Tensor | None]:
-    """Detached copies in the compute dtype, centred at the pooled mean for distance kernels."""
+    """Detached copies in the compute dtype, centred at the pooled mean for distance kernels.
+
+    Not centred where the tiles come from direct differences of float32 data
+    (d <= DIRECT_MAX_D): there centring only adds a rounding of each point
+    (eps |x - mean|), which close pairs feel, and the gradient products
+    accumulate in float64 (:func:`grad_dtype`).
+    """
     dt = compute_dtype(X.dtype)
     X = X.detach().to(dt)
     Y = None if Y is None else Y.detach().to(dt)
-    if kernel.kind == "distance":
+    if kernel.kind == "distance" and not (dt == torch.float32 and X.shape[1] <= DIRECT_MAX_D):
         total = X.sum(0, dtype=torch.float64) + (0 if Y is None else Y.sum(0, dtype=torch.float64))
         mean = (total / (X.shape[0] + (0 if Y is None else Y.shape[0]))).to(dt)
         X = X - mean
@@ -282,15 +289,17 @@ class _KernelMatmul(torch.autograd.Function):
         gX = gY = gV = None
         if ctx.sym:
             # d/dx_i of G.(K V) = sum_j k'_ij dt_ij/dx_i (G_i.V_j + V_i.G_j): K' @ [V, V(x)X, G, G(x)X]
-            W = torch.cat([_outer(Vc, Xc), _outer(G, Xc)], 1).to(grad_dtype(Xc)) if nx else None
+            gd = grad_dtype(Xc)  # the products V (x) X are formed in it too (no float32 rounding to cancel)
+            W = torch.cat([_outer(Vc.to(gd), Xc.to(gd)), _outer(G.to(gd), Xc.to(gd))], 1) if nx else None
             KG, _, D, _ = _sweep(Xc, None, G if nv else None, kernel, ctx.exclude, W=W)
             if nx:
                 half = D.shape[1] // 2
                 gX = _grad_from(Xc, G, D[:, :half], kind) + _grad_from(Xc, Vc, D[:, half:], kind)
             gV = KG
         else:
-            W = _outer(Vc, Yc).to(grad_dtype(Xc)) if nx else None
-            WT = _outer(G, Xc).to(grad_dtype(Xc)) if ny else None
+            gd = grad_dtype(Xc)  # the products V (x) Y are formed in it too (no float32 rounding to cancel)
+            W = _outer(Vc.to(gd), Yc.to(gd)) if nx else None
+            WT = _outer(G.to(gd), Xc.to(gd)) if ny else None
             _, KtG, D, DT = _sweep(Xc, Yc, None, kernel, ctx.exclude, W=W, WT=WT, VT=G if nv else None)
             gX = _grad_from(Xc, G, D, kind) if nx else None
             gY = _grad_from(Yc, Vc, DT, kind) if ny else None
@@ -320,7 +329,8 @@ class _BlockSums(torch.autograd.Function):
         Zc, _ = _centre(Z, None, kernel)
         L, R = _factors(Zc, Zc, kernel.kind)
         N, p = Zc.shape[0], len(bounds) - 1
-        group = torch.bucketize(torch.arange(N, device=Z.device), torch.tensor(bounds[1:-1], device=Z.device), right=True)
+        cuts = torch.tensor(bounds[1:-1], device=Z.device)
+        group = torch.bucketize(torch.arange(N, device=Z.device), cuts, right=True)
         gdt = grad_dtype(Zc)
         Zaug = torch.cat([torch.ones(N, 1, dtype=Zc.dtype, device=Zc.device), Zc], 1).to(gdt) if need_grad else None
         S = torch.zeros(p, p, dtype=torch.float64, device=Z.device)
@@ -331,7 +341,7 @@ class _BlockSums(torch.autograd.Function):
         for i0, i1, j0, j1, diag in tiles(chunks):
             bi, bj = block[i0], block[j0]
             k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal)
-            total = k.sum()  # one pass: only block totals are needed, not row sums
+            total = k.sum(dtype=torch.float64)  # one pass (only block totals are needed), float64 accumulation
             S[bi, bj] += total
             if need_grad:
                 dk = dk.to(gdt)

@@ -109,10 +109,10 @@ class KernelSpec:
     def needs_bandwidth(self) -> bool:
         return self.has_bandwidth and self.bandwidth is None
 
-    def with_bandwidth(self, bandwidth: float) -> "KernelSpec":
+    def with_bandwidth(self, bandwidth: float) -> KernelSpec:
         return replace(self, bandwidth=float(bandwidth))
 
-    def resolve(self, d: int) -> "KernelSpec":
+    def resolve(self, d: int) -> KernelSpec:
         """Fill defaults that depend on the dimension (only Polynomial has one)."""
         return self
 
@@ -321,7 +321,7 @@ class Mixture(KernelSpec):
         return tuple(zip(self.components, self.weights or (1.0,) * len(self.components)))
 
     @classmethod
-    def of(cls, base: type[KernelSpec] | KernelSpec, bandwidths, weights=None) -> "Mixture":
+    def of(cls, base: type[KernelSpec] | KernelSpec, bandwidths, weights=None) -> Mixture:
         proto = base() if isinstance(base, type) else base
         return cls(components=tuple(proto.with_bandwidth(h) for h in bandwidths),
                    weights=None if weights is None else tuple(float(w) for w in weights))
@@ -398,7 +398,7 @@ class Derivative(KernelSpec):
     def resolve(self, d):
         return replace(self, base=self.base.resolve(d))
 
-    def next(self) -> "Derivative":
+    def next(self) -> Derivative:
         """The derivative of this spec in t (raises past the second order)."""
         return Derivative(base=self.base, order=self.order + 1)
 

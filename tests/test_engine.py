@@ -6,8 +6,7 @@ size below is ragged and crosses several tiles; one case runs the default
 tiles on sizes that are not multiples of them (the precision budgets use
 24 x 20, symmetric 28). float64 must match to 1e-10 (relative, normwise);
 float32/float16/bfloat16 are judged by an error budget: at most twice as far
-from float64 as plain dense torch at the same precision (the float32 backward
-of distance kernels in d <= 3 is a known miss, marked xfail; see GRAD_XFAIL).
+from float64 as plain dense torch at the same precision, forward and backward.
 """
 import math
 
@@ -140,17 +139,6 @@ def assert_within_budget(err, plain_err):
         assert err <= BUDGET * plain_err, f"error {err:.3g} > {BUDGET} x plain torch's {plain_err:.3g}"
 
 
-# Known defect: in float32 the backward assembles sum_j k'_ij (z_i - z_j) as
-# z_i sum_j k'_ij - sum_j k'_ij z_j (a matmul), which cancels when the points are
-# dense relative to the kernel's scale (low d). The engine now accumulates those
-# products in float64 for d <= 3 (blocked.grad_dtype), which brings the smooth
-# kernels within budget; kernels with a cusp at 0 (Laplace, Energy, mixtures with
-# them), whose k' is singular there, still miss it in some of these cases (by
-# 2-250x plain torch's error, ~2e-5 relative). Not strict: which pass depends on
-# the data and the tiling.
-GRAD_XFAIL = pytest.mark.xfail(reason="float32 backward: gradient assembly cancels in low d (see comment)")
-
-
 # (dtype, d, mode) for the error budgets: every dtype meets d = 1 or 3 and d = 17, X vs Y and symmetric
 PRECISION_CASES = [
     (torch.float32, 1, "xy"), (torch.float32, 3, "sym-exclude"), (torch.float32, 17, "xy"),
@@ -159,16 +147,14 @@ PRECISION_CASES = [
 ]
 
 
-def budget_cases(cases=PRECISION_CASES, backward=True):
-    """(kernel, dtype, d, mode) params; with ``backward`` the known float32 defect is marked xfail."""
-    known = lambda k, dt, d: backward and k.cusp_at_zero and dt == torch.float32 and d <= 3
-    return [pytest.param(k.values[0], dt, d, mode, id=f"{k.id}-{str(dt)[6:]}-d{d}-{mode}",
-                         marks=[GRAD_XFAIL] if known(k.values[0], dt, d) else [])
+def budget_cases(cases=PRECISION_CASES):
+    """(kernel, dtype, d, mode) params, readable ids."""
+    return [pytest.param(k.values[0], dt, d, mode, id=f"{k.id}-{str(dt)[6:]}-d{d}-{mode}")
             for k in SPECS for dt, d, mode in cases]
 
 
 @pytest.mark.usefixtures("medium_tiles")
-@pytest.mark.parametrize("kernel, dtype, d, mode", budget_cases(backward=False))
+@pytest.mark.parametrize("kernel, dtype, d, mode", budget_cases())
 def test_kernel_matmul_low_precision_forward_budget(kernel, dtype, d, mode, gen):
     """Forward in float32/float16/bfloat16 vs float64 on the same (rounded) points."""
     X, Y, V = samples(61, 47, d, 2, mode, gen, dtype)
@@ -239,8 +225,11 @@ def test_block_sums_float64_matches_dense(kernel, sizes, d, exclude, gen):
     assert rel_err(gZ, rZ) <= FLOAT64_RTOL
 
 
+POOLED_CASES = [(torch.float32, 3, "pooled"), (torch.float16, 17, "pooled"), (torch.bfloat16, 3, "pooled")]
+
+
 @pytest.mark.usefixtures("medium_tiles")
-@pytest.mark.parametrize("kernel, dtype, d, mode", budget_cases([(torch.float32, 3, "pooled"), (torch.float16, 17, "pooled"), (torch.bfloat16, 3, "pooled")]))
+@pytest.mark.parametrize("kernel, dtype, d, mode", budget_cases(POOLED_CASES))
 def test_block_sums_low_precision_budget(kernel, dtype, d, mode, gen):
     """Sums (float64 out) and gradient from low-precision input vs float64 on the same points."""
     sizes = (41, 29)

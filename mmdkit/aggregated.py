@@ -68,10 +68,14 @@ def aggregated_test(Xt: Tensor, Yt: Tensor, kernel, bandwidth, count: int, alpha
             hi = u
     u = lo
 
-    def single_pvalues(values):  # (L, k) -> #{M1 >= value - tol} / (B1 + 1), per bandwidth
-        below = np.stack([np.searchsorted(M1[i], values[i] - tolerance(values[i], op.dtype), side="left")
+    N1 = np.sort(null[:, :count], 1)  # the first set without the identity
+
+    def single_pvalues(values):  # (L, k) -> (1 + #{first set >= value - tol}) / (B1 + 1), per bandwidth
+        # The value itself takes the identity's place in the set it is ranked in, so the observed
+        # statistic and each permutation of the second set are scored alike (exchangeable under H0).
+        below = np.stack([np.searchsorted(N1[i], values[i] - tolerance(values[i], op.dtype), side="left")
                           for i in range(L)])
-        return (B1 + 1 - below) / (B1 + 1)
+        return (1 + B1 - below) / (B1 + 1)
 
     p_obs = single_pvalues(observed[:, None])[:, 0]
     t_obs = float(np.min(p_obs / w))

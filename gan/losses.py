@@ -29,8 +29,7 @@ from torch import Tensor
 from mmdkit import Energy, Gaussian, Mixture, RationalQuadratic, energy_distance, mmd2_unbiased, witness
 from mmdkit.gan.constraints import GradientPenalty, WeightClip
 from mmdkit.estimators import _witness
-from mmdkit.kernels import get_backend
-from mmdkit.kernels.specs import KernelSpec
+from mmdkit.kernels import KernelSpec, get_backend
 
 __all__ = [
     "GANLoss", "GMMN", "MMDGAN", "CramerGAN", "EnergyGAN", "WGAN", "WGANGP", "LSGAN", "EBGAN",

@@ -156,11 +156,10 @@ class GMMN(GANLoss):
     by :func:`mmdkit.mmd2_unbiased` on the blocked engine (first-order
     autograd is all a generator step needs).
 
-    Defaults from 3000-step runs on grid25 (seed 0, the trainer's 400 x 5
-    generator): ``lr_g`` 1e-3 (67 % high-quality samples against 54 % at 3e-3
-    and 23 % at 5e-4, batch 256) and ``batch_size`` 512 (75 %, reverse KL
-    0.012): without a critic to focus it, the MMD's gradient noise falls only
-    with the batch.
+    Defaults: ``lr_g`` 1e-3 and ``batch_size`` 512, twice the trainer's 256
+    (with no critic, the batch alone sets the noise of the MMD gradient). How
+    they were chosen: bench/GAN_RESULTS.md, section "How the MMD-family
+    settings were chosen" (subsection "gmmn learning rate and generator size").
 
     References
     ----------
@@ -252,27 +251,22 @@ class MMDGAN(GANLoss):
     at per-sample interpolates. The MMD goes through :func:`mmdkit.mmd2_unbiased`;
     the witness of the penalty through the dense twice-differentiable kernel matrix.
 
-    Why the defaults (3000-step runs on grid25, seed 0 unless said, 400 x 5
-    generator, batch 256 unless said): with the attractive critic the features
-    collapse onto one input direction (the witness varies with x only) and the
-    generator lays its samples on lines: 25 modes but 10-12 % high quality,
-    whatever the critic's learning rate (1e-4 ... 4e-3), the number of critic
-    steps (5: worse), the objective's square root or the raw input appended to
-    the features. The repulsive critic keeps resolving the real modes: 1 % high
-    quality at GP weight 1 (8 modes), 35 % at 0.1, 46 % at 0.03; then 64 % with
-    ``lr_c`` 3e-3 (58-64 % up to 1e-2). From there ``lr_g`` 2e-3 gave 82-83 % on
-    seeds 0 and 1 but is fragile: in a bench run seed 2 lost its critic (the
-    features spread until every kernel value is ~0, so both critic and
-    generator losses flatten) and ended at 1 %. GP weight 0.01 gave 76, 76 and
-    57 % on seeds 0-2. Batch 512 (lr_g 1e-3) is the robust choice: 80, 84, 77
-    and 74 % on seeds 0-3, at about 2.3x the CPU time of batch 256 (~270 s).
+    Defaults: the repulsive critic, 16 critic features, GP weight 0.03, one
+    critic step per generator step, ``lr_c`` 3e-3 (three times ``lr_g`` 1e-3) and
+    ``batch_size`` 512. The attractive critic can settle on features that see
+    one input direction only (the witness then varies along one axis and the
+    samples lie on lines through the modes); the repulsive critic must also
+    spread the real points' features apart, so it resolves the modes in every
+    direction. How these defaults were chosen, with the runs and seeds:
+    bench/GAN_RESULTS.md, section "How the MMD-family settings were chosen".
 
     ``variant="li"`` (Li et al. 2017): an autoencoder critic h = encoder, a
     Gaussian mixture kernel on codes (``gaussian_bandwidths``), weight clipping
     c = 0.01 and the reconstruction regulariser:
     L_C = -MMD^2_u + ``ae_weight`` (||dec(h(x)) - x||^2 + ||dec(h(G z)) - G z||^2) means.
     (The paper's one-sided hinge on E f(x) - E f(G z) is left out; ``critic_objective``
-    does not apply.) In a 3000-step grid25 run (lr 1e-3 for both) it collapsed to one mode.
+    does not apply.) Its grid25 run: bench/GAN_RESULTS.md, section "How the
+    MMD-family settings were chosen".
 
     References
     ----------
@@ -400,7 +394,8 @@ class CramerGAN(_EnergyCritic):
 
     GP (weight ``penalty.weight``, 64 interpolates per step) is on the energy
     witness x -> E||h(x) - h(Y)||^b - E||h(x) - h(X)||^b. The defaults are
-    energy-gan's (see :class:`EnergyGAN` for the measurements behind them).
+    energy-gan's (see :class:`EnergyGAN`; how they were chosen:
+    bench/GAN_RESULTS.md, section "How the MMD-family settings were chosen").
 
     ``form="surrogate"`` is the paper's Algorithm 1: the critic
     f(x) = ||h(x) - h(x'_g)|| - ||h(x)|| is trained on -(f(x_r) - f(x_g)) + GP(f)
@@ -480,25 +475,21 @@ class EnergyGAN(_EnergyCritic):
     witness of the features. It differs from ``cramer-gan`` (energy form) only
     in the estimator (U- instead of V-statistic, one fake batch).
 
-    Why the defaults (3000-step runs on grid25, 400 x 5 generator): with the
-    attractive critic, b = 1, GP weight 10, ``lr_c`` 1e-3 and batch 256 (the
-    earlier defaults) both energy GANs put only 4-6 % of their samples within 3
-    std of a mode (24 of 25 modes). Under ||u - v|| every point pulls on every
-    other with a unit vector whatever its distance, so the 24 far modes weigh
-    on a sample's gradient as much as its own: even with no critic, the
-    energy distance of the raw samples reaches only 3-8 %. Carrying over the
-    MMD-GAN recipe (seed 0): the repulsive critic with GP 0.03, ``lr_c`` 3e-3,
-    batch 512 gave 42 %, with GP 0.01 49 %. A smaller exponent, whose pull
-    decays as ||u - v||^(b - 1), did the rest: b = 0.5 in the critic's loss
-    alone (the generator still on b = 1) gave 70 % at GP 0.03 and 75, 75, 69 %
-    on seeds 0-2 at GP 0.01; b = 0.5 throughout (the defaults) gives 77, 78
-    and 81 % on seeds 0-2, 25 modes each.
+    Defaults (shared with ``cramer-gan``): the repulsive critic, b = 0.5, 16
+    critic features, GP weight 0.01, ``lr_c`` 3e-3, ``lr_g`` 1e-3 and
+    ``batch_size`` 512. The exponent matters on multi-modal data: under
+    ||u - v|| (b = 1) every point pulls on a sample with a unit vector whatever
+    its distance, so far modes weigh on its gradient as much as its own; for
+    b < 1 the pull decays as ||u - v||^(b - 1). How these defaults were chosen
+    (from the earlier ones: attractive critic, b = 1, GP weight 10, ``lr_c``
+    1e-3, batch 256): bench/GAN_RESULTS.md, section "How the MMD-family
+    settings were chosen".
 
     At b <= 0.5 the penalty's integrand, the squared witness gradient, grows
     like ||h(x) - h(f_i)||^(2b - 2) near each fake point, so its expectation
     over interpolates is heavy-tailed (infinite at b <= 0.5 in the limit of a
-    continuous density of fakes); the small weight keeps it harmless in the
-    runs above, but a larger weight at small b may not be.
+    continuous density of fakes); the default weight is small, and a larger
+    weight at small b may let the penalty dominate the critic loss.
 
     References
     ----------
@@ -543,7 +534,9 @@ class WGAN(GANLoss):
 class WGANGP(WGAN):
     r"""WGAN-GP: the WGAN losses with the gradient penalty 10 E(||grad f(x_hat)|| - 1)^2.
 
-    Adam (lr 1e-4, betas (0.5, 0.9)), 5 critic steps, no clipping.
+    Adam (lr 1e-4, betas (0.5, 0.9)), 5 critic steps, no clipping (the paper's
+    settings). Higher learning rates on grid25: bench/GAN_RESULTS.md, section
+    "wgan-gp at higher learning rates".
 
     References
     ----------
@@ -790,12 +783,10 @@ class BEGAN(GANLoss):
         M_global = L(x) + |gamma L(x) - L(G(z_G))|   (the convergence measure),
 
     Defaults here: gamma = 1 (the top of the paper's range [0.3, 1], most
-    diversity), lambda_k = 1e-2 (the paper's 1e-3 moves k too slowly for runs
-    of a few thousand steps), k_0 = 0, Adam lr 3e-4, code size 8. With the
-    400 x 5 generator a 100-step run on ring8 (batch 128) lowered mmd2_heldout
-    at lr 3e-4 (2.41 -> 1.54) but not at the paper's 1e-4 (2.49) nor at 1e-3
-    (2.39); a 1000-step run at 3e-4 collapsed to one mode (96 % high quality).
-    Here k and
+    diversity), lambda_k = 1e-2 (ten times the paper's 1e-3, so that k can move
+    within a run of a few thousand steps), k_0 = 0, Adam lr 3e-4 (the paper's:
+    1e-4), code size 8. How the learning rate was chosen: bench/GAN_RESULTS.md,
+    section "BEGAN learning rate". Here k and
     M_global are updated after each critic step from that step's batches
     (L(G(z)) of the critic's fake batch stands for L(G(z_G))); the trainer
     writes the last ``k`` and ``m_global`` into metrics.json.

@@ -19,9 +19,9 @@ __all__ = ["train", "make_critic", "make_optimizer", "G_HIDDEN", "G_LAYERS", "BA
 
 # The generator every loss gets (same network for all, so the table compares losses):
 # an MLP of G_LAYERS linear maps, G_HIDDEN units wide, ReLU: 4 hidden layers of 400 units,
-# the size of the PacGAN/VEEGAN toy generators. In 3000-step gmmn runs on grid25 (seed 0,
-# batch 512) it gave 25/25 modes and 75 % high quality, where 256 x 5 gave 68 %, 256 x 6
-# 67 %, 256 x 4 17 % and the earlier default 128 x 4 (batch 256) 14 %.
+# the size of the PacGAN/VEEGAN toy generators. How it was chosen (gmmn runs with other
+# sizes): bench/GAN_RESULTS.md, section "How the MMD-family settings were chosen"
+# (subsection "gmmn learning rate and generator size").
 G_HIDDEN, G_LAYERS = 400, 5
 BATCH_SIZE = 256  # real points per step, unless the loss or the caller says otherwise
 
@@ -72,8 +72,8 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     lr_decay : "linear" (default: both learning rates decay linearly to 0 at the last
         generator step, the same schedule for every loss) or "none"
     scale_output : multiply the generator's output by the data's scale (4 for grid25, 1 for
-        ring8) so the network works in units of the data's extent; off by default (in a
-        1000-step gmmn run on grid25 it did not help)
+        ring8) so the network works in units of the data's extent; off by default (its one
+        trial: bench/GAN_RESULTS.md, section "Trainer defaults")
     g_hidden, g_layers : the generator MLP's width and number of linear maps (defaults:
         ``G_HIDDEN`` x ``G_LAYERS``; see there)
     snapshots : how many sample snapshots over time go into samples.png
@@ -81,7 +81,8 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     eval_samples : generated points the metrics use (2500, the benchmark tables' count;
         smaller only for quick checks)
     threads : torch intra-op threads for this run (default 1: small MLPs gain nothing from more,
-        and oversubscribed cores on a shared machine slow them ~20x; None: leave as is)
+        and oversubscribed cores on a shared machine slow them down, see bench/GAN_RESULTS.md,
+        section "Trainer defaults"; None: leave as is)
 
     Returns
     -------

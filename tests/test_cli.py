@@ -161,3 +161,50 @@ def test_console_script(pair):
     bad = subprocess.run([exe, "test", pair[2], "missing.csv"], capture_output=True, text=True, timeout=300,
                          cwd=Path(pair[2]).parent)
     assert bad.returncode == 2 and "missing.csv: no such file" in bad.stderr
+
+
+# ----------------------------------------------------------------------------- mmdkit kid
+
+def test_kid_json_matches_the_library(pair, capsys):
+    from mmdkit import kid
+    X, Y, a, b = pair  # a.npy (memory-mapped by the command) and b.csv
+    out = run_json(capsys, ["kid", a, b, "--subsets", "5", "--subset-size", "20", "--seed", "3"])
+    ref = kid(X, Y, subsets=5, subset_size=20, seed=3)
+    assert out["value"] == ref.value and out["std"] == ref.std
+    assert (out["method"], out["subsets"], out["subset_size"], out["ddof"], out["seed"]) == ("subsets", 5, 20, 0, 3)
+    assert (out["n"], out["m"], out["d"], out["kernel"]["degree"], out["kernel"]["gamma"]) == (40, 30, 2, 3, 0.5)
+    out = run_json(capsys, ["kid", a, b, "--exact"])
+    ref = kid(X, Y, subsets=None)
+    assert out["value"] == ref.value and out["std"] == ref.std and out["method"] == "exact"
+    assert out["subsets"] is None and out["ddof"] is None
+
+
+def test_kid_text_output(pair, capsys):
+    _, _, a, b = pair
+    assert main(["kid", a, b, "--subsets", "3", "--subset-size", "10", "--seed", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "KID = " in text and "3 subsets of 10 points" in text and "ddof 0" in text and "n = 40, m = 30" in text
+    assert main(["kid", a, b, "--exact"]) == 0
+    assert "standard error" in capsys.readouterr().out
+
+
+def test_kid_errors_name_the_file_or_the_option(pair, tmp_path, capsys):
+    _, _, a, b = pair
+    assert main(["kid", a, b]) == 2  # default --subset-size 1000 > 30 points
+    err = capsys.readouterr().err
+    assert "`subset_size`=1000 exceeds the 40 points of" in err and "a.npy" in err
+    bad = np.zeros((10, 2))
+    bad[4, 1] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    assert main(["kid", a, str(tmp_path / "nan.npy"), "--exact"]) == 2
+    assert "nan.npy` contains 1 NaN" in capsys.readouterr().err
+    np.save(tmp_path / "three.npy", np.zeros((5, 3)))
+    assert main(["kid", a, str(tmp_path / "three.npy"), "--exact"]) == 2
+    assert "three.npy has 3" in capsys.readouterr().err
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    assert main(["kid", a, str(tmp_path / "obj.npy")]) == 2
+    assert "obj.npy: cannot be read" in capsys.readouterr().err
+    assert main(["kid", a, str(tmp_path / "missing.npy")]) == 2
+    assert "missing.npy: no such file" in capsys.readouterr().err
+    assert main(["kid", a, b, "--subsets", "0", "--subset-size", "10"]) == 2
+    assert "`subsets` must be at least 1" in capsys.readouterr().err

@@ -62,22 +62,29 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _centre(X: Tensor, Y: Tensor | None, kernel: KernelSpec) -> tuple[Tensor, Tensor | None]:
-    """Detached copies in the compute dtype, centred at the pooled mean for distance kernels.
+def _pooled_mean(X: Tensor, Y: Tensor | None, kernel: KernelSpec) -> Tensor | None:
+    """The float64 pooled mean the engine centres at (detached), or None where it does not centre.
 
-    Not centred where the tiles come from direct differences of float32 data
-    (d <= DIRECT_MAX_D): there centring only adds a rounding of each point
-    (eps |x - mean|), which close pairs feel, and the gradient products
-    accumulate in float64 (:func:`grad_dtype`).
+    Only distance kernels are centred, and not where the tiles come from direct
+    differences of float32 data (d <= DIRECT_MAX_D): there centring only adds a
+    rounding of each point (eps |x - mean|), which close pairs feel, and the
+    gradient products accumulate in float64 (:func:`grad_dtype`).
     """
+    if kernel.kind != "distance" or (compute_dtype(X.dtype) == torch.float32 and X.shape[1] <= DIRECT_MAX_D):
+        return None
+    total = X.detach().sum(0, dtype=torch.float64) + (0 if Y is None else Y.detach().sum(0, dtype=torch.float64))
+    return total / (X.shape[0] + (0 if Y is None else Y.shape[0]))
+
+
+def _centre(X: Tensor, Y: Tensor | None, kernel: KernelSpec) -> tuple[Tensor, Tensor | None]:
+    """Detached copies in the compute dtype, centred at :func:`_pooled_mean` (when it is not None)."""
     dt = compute_dtype(X.dtype)
+    mean = _pooled_mean(X, Y, kernel)
     X = X.detach().to(dt)
     Y = None if Y is None else Y.detach().to(dt)
-    if kernel.kind == "distance" and not (dt == torch.float32 and X.shape[1] <= DIRECT_MAX_D):
-        total = X.sum(0, dtype=torch.float64) + (0 if Y is None else Y.sum(0, dtype=torch.float64))
-        mean = (total / (X.shape[0] + (0 if Y is None else Y.shape[0]))).to(dt)
-        X = X - mean
-        Y = None if Y is None else Y - mean
+    if mean is not None:
+        X = X - mean.to(dt)
+        Y = None if Y is None else Y - mean.to(dt)
     return X, Y
 
 
@@ -229,12 +236,11 @@ def _grad_from(Z: Tensor, G: Tensor, D: Tensor, kind: str) -> Tensor:
 
 
 def _centred(X: Tensor, Y: Tensor | None, kernel: KernelSpec) -> tuple[Tensor, Tensor | None]:
-    """X, Y minus their pooled mean (detached; distance kernels only): differentiable, same k."""
-    if kernel.kind != "distance":
+    """X, Y minus :func:`_pooled_mean` (detached), differentiable in X and Y: the same k, the same rule."""
+    mean = _pooled_mean(X, Y, kernel)
+    if mean is None:
         return X, Y
-    Z = X if Y is None else torch.cat([X, Y.to(X.dtype)])
-    mean = Z.detach().mean(0, dtype=torch.float64).to(X.dtype)
-    return X - mean, None if Y is None else Y - mean.to(Y.dtype)
+    return X - mean.to(X.dtype), None if Y is None else Y - mean.to(Y.dtype)
 
 
 def _matmul_grads_graph(X, Y, V, G, kernel, exclude, needs):

@@ -3,7 +3,13 @@
 Every bandwidth's null distribution comes from one pass of the engine's
 permutation product over the same label matrices (the kernels share one
 distance tile); the level correction is Algorithm 1 of Schrab et al. with
-uniform weights. Called by :func:`mmdkit.mmd_test` with ``aggregate=True``.
+uniform weights, step for step as ``mmdagg/np.py`` of the authors' code
+(github.com/antoninschrab/mmdagg-paper): M1 = the identity and B1
+permutations (sorted), quantile index ceil((B1 + 1)(1 - u w)) - 1, strict
+``M2 > quantile`` on the B2 others, B3 = 50 bisection steps on u in
+[0, min 1/w] keeping the lower end, reject when some p_l <= u w_l. The
+collection "grid" is the paper's (:func:`mmdkit.bandwidth_grid`). Called by
+:func:`mmdkit.mmd_test` with ``aggregate=True``.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import torch
 from torch import Tensor
 
 from mmdkit._permutations import null_statistics, tolerance
+from mmdkit._validation import spec_of
 from mmdkit.bandwidth import _grid, GRID_POINTS, GRID_SIZE, resolve_kernel
 from mmdkit.estimators import _mmd2
 from mmdkit.kernels import Backend, Mixture
@@ -20,6 +27,7 @@ from mmdkit.results import BandwidthResult, TwoSampleTestResult
 __all__ = ["aggregated_test"]
 
 BISECTION_STEPS = 50  # MMDAgg's B3
+PAPER_PERMUTATIONS = 2000  # MMDAgg's B1 = B2: the default of the authors' code and of its exp1bis runs
 
 
 def aggregated_test(Xt: Tensor, Yt: Tensor, kernel, bandwidth, count: int, alpha, alternative: str,
@@ -36,7 +44,10 @@ def aggregated_test(Xt: Tensor, Yt: Tensor, kernel, bandwidth, count: int, alpha
         specs = [s.resolve(Xt.shape[1]) for s in kernel.components]
     else:
         if bandwidth is None or (isinstance(bandwidth, str) and bandwidth == "grid"):
-            bandwidth = list(_grid(Xt, Yt, GRID_SIZE, GRID_POINTS))
+            spec = spec_of(kernel)
+            if isinstance(spec, Mixture) or not spec.has_bandwidth:
+                raise ValueError(f"`bandwidth`='grid' needs a kernel with a bandwidth, got {spec.name}")
+            bandwidth = list(_grid(Xt, Yt, spec, GRID_SIZE, GRID_POINTS))
         elif not isinstance(bandwidth, (list, tuple)):
             raise ValueError(f"`bandwidth` must be a list of floats or 'grid' for an aggregated test, "
                              f"got {bandwidth!r}")

@@ -97,7 +97,11 @@ class _StreamedPermutationSums:
 
 @dataclass(frozen=True)
 class TritonBackend(Backend):
-    """The fused Triton kernels (:mod:`mmdkit.kernels.triton_engine`)."""
+    """The fused Triton kernels (:mod:`mmdkit.kernels.triton_engine`).
+
+    L1-norm kernels (``Laplace(norm="l1")``) run on the blocked engine (torch
+    ops on the same device): the Triton kernels build L2 distance tiles only.
+    """
 
     name: str = "triton"
     precision: str = "ieee"
@@ -108,9 +112,13 @@ class TritonBackend(Backend):
         return triton_engine
 
     def kernel_matmul(self, X, Y, V, kernel, exclude_diagonal=False):
+        if kernel.norm == "l1":  # no L1 tiles in the Triton kernels: the blocked engine runs on any device
+            return blocked.kernel_matmul(X, Y, V, kernel, exclude_diagonal)
         return self._engine.kernel_matmul(X, Y, V, kernel, exclude_diagonal, precision=self.precision)
 
     def block_sums(self, Z, sizes, kernel, exclude_diagonal=False):
+        if kernel.norm == "l1":
+            return blocked.block_sums(Z, sizes, kernel, exclude_diagonal)
         return self._engine.block_sums(Z, sizes, kernel, exclude_diagonal, precision=self.precision)
 
     def permutation_sums(self, Z, specs, memory_budget):

@@ -66,11 +66,12 @@ def _pooled_mean(X: Tensor, Y: Tensor | None, kernel: KernelSpec) -> Tensor | No
     """The float64 pooled mean the engine centres at (detached), or None where it does not centre.
 
     Only distance kernels are centred, and not where the tiles come from direct
-    differences of float32 data (d <= DIRECT_MAX_D): there centring only adds a
+    differences of L1 kernels or of float32 data (d <= DIRECT_MAX_D): there centring only adds a
     rounding of each point (eps |x - mean|), which close pairs feel, and the
     gradient products accumulate in float64 (:func:`grad_dtype`).
     """
-    if kernel.kind != "distance" or (compute_dtype(X.dtype) == torch.float32 and X.shape[1] <= DIRECT_MAX_D):
+    if kernel.kind != "distance" or kernel.norm == "l1" or (
+            compute_dtype(X.dtype) == torch.float32 and X.shape[1] <= DIRECT_MAX_D):
         return None
     total = X.detach().sum(0, dtype=torch.float64) + (0 if Y is None else Y.detach().sum(0, dtype=torch.float64))
     return total / (X.shape[0] + (0 if Y is None else Y.shape[0]))
@@ -88,13 +89,13 @@ def _centre(X: Tensor, Y: Tensor | None, kernel: KernelSpec) -> tuple[Tensor, Te
     return X, Y
 
 
-def _factors(X: Tensor, Y: Tensor, kind: str) -> tuple[Tensor, Tensor]:
+def _factors(X: Tensor, Y: Tensor, kind: str, norm: str = "l2") -> tuple[Tensor, Tensor]:
     """Left and right factors whose product is the tile of t (|x-y|^2 or <x, y>).
 
-    For distance kernels with d <= DIRECT_MAX_D the raw points come back and
-    :func:`_tile` takes direct differences instead.
+    For L1 kernels, and distance kernels with d <= DIRECT_MAX_D, the raw
+    points come back and :func:`_t_tile` takes direct differences instead.
     """
-    if kind == "dot" or X.shape[1] <= DIRECT_MAX_D:
+    if kind == "dot" or norm == "l1" or X.shape[1] <= DIRECT_MAX_D:
         return X, Y
     one = lambda A: torch.ones(A.shape[0], 1, dtype=A.dtype, device=A.device)
     sq = lambda A: (A * A).sum(1, keepdim=True)
@@ -111,14 +112,16 @@ def _dk_unit(kernel: KernelSpec) -> float:
     return 1.0 if c is None else c
 
 
-def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None) -> Tensor:
-    """The tile of t (|x - y|^2 or <x, y>) for the factors L, R of :func:`_factors`.
+def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, norm: str = "l2") -> Tensor:
+    """The tile of t (|x - y|^2, |x - y|_1^2 or <x, y>) for the factors L, R of :func:`_factors`.
 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself,
     which get a distance of exactly 0. ``cusp``: coincident points must sit at
     exactly t = 0 (kernels with a sqrt of t).
     """
-    if kind == "distance" and L.shape[1] <= DIRECT_MAX_D:  # raw points: sum_c (x_c - y_c)^2
+    if kind == "distance" and norm == "l1":  # raw points: (sum_c |x_c - y_c|)^2, exact 0 at x = y
+        t = torch.cdist(L, R, p=1).square_()
+    elif kind == "distance" and L.shape[1] <= DIRECT_MAX_D:  # raw points: sum_c (x_c - y_c)^2
         t = (L[:, :1] - R[:, 0]).square_()  # (BM, 1) - (BN,) -> (BM, BN)
         for c in range(1, L.shape[1]):
             t.add_((L[:, c:c + 1] - R[:, c]).square_())
@@ -143,7 +146,7 @@ def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself:
     they are zeroed (``exclude``) or get a distance of exactly 0.
     """
-    t = _t_tile(L, R, kernel.kind, kernel.cusp_at_zero, diagonal)
+    t = _t_tile(L, R, kernel.kind, kernel.cusp_at_zero, diagonal, kernel.norm)
     scaled = derivative and kernel.derivative_scale() is not None
     k, dk = kernel.evaluate_(t, derivative and not scaled)
     if scaled:  # dk/dt = c k: the callers multiply their products of dk by c (_dk_unit)
@@ -183,7 +186,7 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
     where the caller asks: float64 gradient products, see :func:`grad_dtype`).
     """
     sym = Y is None
-    L, R = _factors(X, X if sym else Y, kernel.kind)
+    L, R = _factors(X, X if sym else Y, kernel.kind, kernel.norm)
     n, m = L.shape[0], R.shape[0]
     acc = lambda A, rows: None if A is None else torch.zeros(rows, A.shape[1], dtype=A.dtype, device=A.device)
     KV, KtVT, DW, DtWT = acc(V, n), acc(VT, m), acc(W, n), acc(WT, m)
@@ -222,6 +225,13 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
 def _outer(A: Tensor, Z: Tensor) -> Tensor:
     """Columns [A, A (x) Z]: (n, p) and (n, d) -> (n, p (1 + d))."""
     return torch.cat([A, (A[:, :, None] * Z[:, None, :]).flatten(1)], 1)
+
+
+def _check_differentiable(kernel: KernelSpec) -> None:
+    """Raise where the engine has no gradient in the points: L1 kernels (dt/dx is not 2 (x - y))."""
+    if kernel.norm == "l1":
+        raise NotImplementedError(f"gradients in the points are not implemented for L1-norm kernels "
+                                  f"({kernel!r}); use the default norm='l2' or detach the inputs")
 
 
 def _grad_from(Z: Tensor, G: Tensor, D: Tensor, kind: str) -> Tensor:
@@ -288,6 +298,8 @@ class _KernelMatmul(torch.autograd.Function):
     def backward(ctx, G):
         X, Y, V, Xc, Yc, Vc = ctx.saved_tensors
         kernel, kind = ctx.kernel, ctx.kernel.kind
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            _check_differentiable(kernel)
         if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
             return (*_matmul_grads_graph(X, Y, V, G, kernel, ctx.exclude, ctx.needs_input_grad), None, None)
         G = G.to(Vc.dtype)
@@ -333,7 +345,7 @@ class _BlockSums(torch.autograd.Function):
     @staticmethod
     def forward(ctx, Z, bounds, kernel, exclude_diagonal, need_grad):
         Zc, _ = _centre(Z, None, kernel)
-        L, R = _factors(Zc, Zc, kernel.kind)
+        L, R = _factors(Zc, Zc, kernel.kind, kernel.norm)
         N, p = Zc.shape[0], len(bounds) - 1
         cuts = torch.tensor(bounds[1:-1], device=Z.device)
         group = torch.bucketize(torch.arange(N, device=Z.device), cuts, right=True)
@@ -394,6 +406,8 @@ def block_sums(Z: Tensor, sizes: tuple[int, ...], kernel: KernelSpec,
     kernel = kernel.resolve(Z.shape[1])
     bounds = (0,) + tuple(itertools.accumulate(int(s) for s in sizes))
     need_grad = torch.is_grad_enabled() and Z.requires_grad
+    if need_grad:
+        _check_differentiable(kernel)
     return _BlockSums.apply(Z, bounds, kernel, exclude_diagonal, need_grad)
 
 
@@ -405,7 +419,7 @@ class PermutationSums:
     with K0 the kernel matrix of Z with a zero diagonal. With U the strictly
     upper part of K0, K0 = U + U', so q = 2 sum_i e_i (U e)_i and
     u = e' (U 1) + 1' (U e): half the products of K0 @ E (U 1 is one more
-    column of the first call). The specs share one distance tile.
+    column of the first call). The specs of one norm share one distance tile.
 
     ``method`` "dense" keeps the upper tiles (built once, when they fit
     ``memory_budget`` bytes); "streamed" recomputes them on every call (one
@@ -417,23 +431,34 @@ class PermutationSums:
         if len({s.kind for s in specs}) != 1:
             raise ValueError("`specs` must all be distance kernels or all dot-product kernels")
         self.specs, self.dtype, self.device = specs, compute_dtype(Z.dtype), Z.device
-        self.kind, self.cusp = specs[0].kind, any(s.cusp_at_zero for s in specs)
+        self.kind = specs[0].kind
+        # one distance tile per norm, shared by the specs of that norm: norm -> [spec indices]
+        self.groups: dict[str, list[int]] = {}
+        for i, s in enumerate(specs):
+            self.groups.setdefault(s.norm, []).append(i)
         N, item = Z.shape[0], torch.finfo(self.dtype).bits // 8
         dense_rows = _ranges(N, PERM_TILE_DENSE)
         upper = sum((i1 - i0) * (N - i0) for i0, i1 in dense_rows)  # entries in the upper tiles
         self.method = "dense" if len(specs) * upper * item <= memory_budget else "streamed"
         self.rows = dense_rows if self.method == "dense" else _ranges(N, PERM_TILE_STREAM)
         self.tiles = len(self.rows) * (len(self.rows) + 1) // 2
-        Zc, _ = _centre(Z, None, specs[0])
-        self.L, self.R = _factors(Zc, Zc, self.kind)
+        self.factors = {}
+        for norm, idx in self.groups.items():
+            Zc, _ = _centre(Z, None, specs[idx[0]])
+            self.factors[norm] = _factors(Zc, Zc, self.kind, norm)
         self.u1 = None  # U 1 per spec, from the first call
         self.cache = list(self._upper_tiles()) if self.method == "dense" else None
 
     def _upper_tiles(self):
         """(i0, i1, j0, j1, [tile of U_s]) over the upper tiles, diagonal tiles strictly upper."""
         for i0, i1, j0, j1, diag in tiles(self.rows):
-            t = _t_tile(self.L[i0:i1], self.R[j0:j1], self.kind, self.cusp, diag)
-            ks = [s.evaluate_(t if i == len(self.specs) - 1 else t.clone())[0] for i, s in enumerate(self.specs)]
+            ks: list[Tensor] = [None] * len(self.specs)
+            for norm, idx in self.groups.items():
+                L, R = self.factors[norm]
+                cusp = any(self.specs[i].cusp_at_zero for i in idx)
+                t = _t_tile(L[i0:i1], R[j0:j1], self.kind, cusp, diag, norm)
+                for i in idx:
+                    ks[i] = self.specs[i].evaluate_(t if i == idx[-1] else t.clone())[0]
             if diag is not None:
                 for k in ks:
                     k.triu_(1)  # each unordered pair once, the diagonal dropped
@@ -491,5 +516,8 @@ class _KernelOfT(torch.autograd.Function):
 def paired_values(A: Tensor, B: Tensor, kernel: KernelSpec) -> Tensor:
     """k(a_i, b_i) for matched rows of A and B (n,), twice differentiable; O(n d), no tiles."""
     kernel = kernel.resolve(A.shape[1])
-    t = ((A - B) ** 2).sum(1) if kernel.kind == "distance" else (A * B).sum(1)
+    if kernel.kind == "dot":
+        t = (A * B).sum(1)
+    else:
+        t = (A - B).abs().sum(1).square() if kernel.norm == "l1" else ((A - B) ** 2).sum(1)
     return _KernelOfT.apply(t, kernel)

@@ -20,10 +20,12 @@ from mmdkit.kernels.specs import (
 __all__ = ["make_pair", "formula", "pairwise_t", "kernel_matrix", "mmd2_reference", "energy_distance_reference"]
 
 
-def pairwise_t(X: Tensor, Y: Tensor, kind: str = "distance") -> Tensor:
-    """(n, m) matrix of squared distances (``kind="distance"``) or inner products."""
+def pairwise_t(X: Tensor, Y: Tensor, kind: str = "distance", norm: str = "l2") -> Tensor:
+    """(n, m) matrix of squared L2 (or ``norm="l1"``: squared L1) distances, or inner products (``kind="dot"``)."""
     if kind == "dot":
         return X @ Y.T
+    if norm == "l1":
+        return (X[:, None, :] - Y[None, :, :]).abs().sum(-1) ** 2
     return ((X[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
 
 
@@ -53,7 +55,7 @@ def kernel_matrix(X: Tensor, Y: Tensor, kernel: KernelSpec, upcast: bool = True)
     if upcast:
         X, Y = X.double(), Y.double()
     kernel = kernel.resolve(X.shape[1])
-    t = pairwise_t(X, Y, kernel.kind)
+    t = pairwise_t(X, Y, kernel.kind, kernel.norm)
     if kernel.kind == "dot":
         return formula(kernel, t)
     # Gradient 0 at coincident points (the package's convention): the double-where

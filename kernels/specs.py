@@ -6,6 +6,11 @@ A spec is a function of one pairwise quantity ``t``:
   engines may centre the data first);
 * ``kind == "dot"``: ``t = <x, y>`` (not translation invariant).
 
+A distance kernel's ``norm`` says which distance: "l2" (every kernel) or
+"l1", ``t = ||x - y||_1^2``, offered by :class:`Laplace` only, where the kernel
+stays positive definite (a product of one-dimensional Laplace kernels). The
+engines build L1 tiles from direct differences, never from a matmul.
+
 Each spec defines its value and its derivative ``dk/dt`` once, in
 :meth:`KernelSpec.evaluate_`, with in-place torch ops on a tile of ``t``, and
 its second derivative in :meth:`KernelSpec.second_derivative`;
@@ -32,7 +37,7 @@ from torch import Tensor
 
 __all__ = [
     "KernelSpec", "Gaussian", "Laplace", "Energy", "RationalQuadratic", "IMQ",
-    "Polynomial", "Mixture", "Derivative", "derivative", "KERNELS",
+    "Polynomial", "Mixture", "Derivative", "derivative", "KERNELS", "NORMS",
 ]
 
 
@@ -80,6 +85,7 @@ class KernelSpec:
     # True when k has a cusp at t = 0 (a sqrt of t): there the engines must see
     # coincident points at exactly t = 0, not at a rounding error above it.
     cusp_at_zero: ClassVar[bool] = False
+    norm = "l2"  # the distance in t (a plain class attribute: only Laplace makes it a field)
     bandwidth: float | None = None
 
     def __post_init__(self):
@@ -95,6 +101,10 @@ class KernelSpec:
     def second_derivative(self, t: Tensor) -> Tensor:
         """d2k/dt2 at ``t`` (out of place); 0 at t = 0 for kernels with a cusp there."""
         raise NotImplementedError  # abstract: every concrete spec overrides it
+
+    def square(self) -> KernelSpec:
+        """The spec of k(x, y)^2, where it is a spec of the same family (Gaussian, Laplace, RQ, IMQ)."""
+        raise NotImplementedError(f"k^2 of the {self.name} kernel is not a {self.name} kernel")
 
     def derivative_scale(self) -> float | None:
         """c when dk/dt = c k(t) for every t (Gaussian), else None.
@@ -131,6 +141,9 @@ class Gaussian(KernelSpec):
     def derivative_scale(self):
         return -0.5 / self._h() ** 2
 
+    def square(self):  # exp(-t / (2 h^2))^2 = exp(-t / (2 (h / sqrt 2)^2))
+        return replace(self, bandwidth=self._h() / math.sqrt(2))
+
     def evaluate_(self, t, derivative=False):
         c = self.derivative_scale()
         k = _exp_(t.mul_(c))
@@ -141,12 +154,36 @@ class Gaussian(KernelSpec):
         return _exp_(t * c).mul_(c * c)
 
 
+NORMS = ("l2", "l1")
+
+
 @dataclass(frozen=True)
 class Laplace(KernelSpec):
-    """k(x, y) = exp(-||x - y|| / h). dk/dt is set to 0 at t = 0 (finite gradient)."""
+    """k(x, y) = exp(-||x - y|| / h), on the L2 (default) or the L1 distance. dk/dt is 0 at t = 0.
+
+    Three kernels are called "Laplace" in this field; each is this spec:
+
+    * mmdkit's exp(-||x - y||_2 / h): ``Laplace(h)``;
+    * MMDAgg's (Schrab et al. 2023) and scikit-learn's ``laplacian_kernel`` (gamma = 1 / lambda),
+      exp(-||x - y||_1 / lambda): ``Laplace(lambda, norm="l1")``;
+    * MMD-FUSE's (Biggs et al. 2023) exp(-sqrt(2) ||x - y||_1 / lambda):
+      ``Laplace(lambda / sqrt(2), norm="l1")``.
+
+    With ``norm="l1"`` the engines take direct differences (no matmul) and
+    the statistics have no gradient (a ``NotImplementedError`` says so).
+    """
 
     name: ClassVar[str] = "laplace"
     cusp_at_zero: ClassVar[bool] = True
+    norm: str = "l2"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.norm, str) or self.norm not in NORMS:
+            raise ValueError(f"`norm` of Laplace must be one of {NORMS}, got {self.norm!r}")
+
+    def square(self):  # exp(-r / h)^2 = exp(-r / (h / 2))
+        return replace(self, bandwidth=self._h() / 2)
 
     def evaluate_(self, t, derivative=False):
         h = self._h()
@@ -212,6 +249,9 @@ class RationalQuadratic(KernelSpec):
         super().__post_init__()
         _positive(self.alpha, "alpha` of `RationalQuadratic")
 
+    def square(self):  # (1 + t / (2 a h^2))^(-2 a) = RQ(h / sqrt 2, 2 a)
+        return replace(self, bandwidth=self._h() / math.sqrt(2), alpha=2 * self.alpha)
+
     def evaluate_(self, t, derivative=False):
         h, a = self._h(), self.alpha
         base = t.mul_(1.0 / (2 * a * h * h)).add_(1.0)
@@ -236,6 +276,9 @@ class IMQ(KernelSpec):
         if _finite(self.beta, "beta` of `IMQ") >= 0:
             raise ValueError(f"`beta` of IMQ must be negative (beta >= 0 is not an inverse multiquadric, "
                              f"nor positive definite), got {self.beta}")
+
+    def square(self):  # (1 + t / h^2)^(2 beta)
+        return replace(self, beta=2 * self.beta)
 
     def evaluate_(self, t, derivative=False):
         h, b = self._h(), self.beta
@@ -309,6 +352,9 @@ class Mixture(KernelSpec):
             raise TypeError("`components` of Mixture must be kernel specs")
         if any(c.kind != "distance" for c in self.components):
             raise ValueError("`components` of Mixture must all be distance kernels")
+        if len({c.norm for c in self.components}) != 1:
+            raise ValueError("`components` of Mixture must share one distance (norm): they share one distance "
+                             f"tile; got {sorted({c.norm for c in self.components})}")
         if self.weights is not None:
             if len(self.weights) != len(self.components):
                 raise ValueError(f"`weights` has {len(self.weights)} entries for {len(self.components)} components")
@@ -333,6 +379,10 @@ class Mixture(KernelSpec):
     @property
     def cusp_at_zero(self) -> bool:  # type: ignore[override]
         return any(c.cusp_at_zero for c in self.components)
+
+    @property
+    def norm(self) -> str:  # type: ignore[override]
+        return self.components[0].norm
 
     @property
     def bandwidths(self) -> tuple[float | None, ...]:
@@ -391,6 +441,10 @@ class Derivative(KernelSpec):
     @property
     def cusp_at_zero(self) -> bool:  # type: ignore[override]
         return self.base.cusp_at_zero
+
+    @property
+    def norm(self) -> str:  # type: ignore[override]
+        return self.base.norm
 
     def derivative_scale(self):
         return self.base.derivative_scale()  # d/dt (c^j e^(c t)) = c (c^j e^(c t))

@@ -145,6 +145,9 @@ def _flatten(spec: KernelSpec, weight: float = 1.0) -> list[tuple[KernelSpec, in
 
 def kernel_terms(kernel: KernelSpec) -> list[Terms]:
     """The jit arguments of a resolved spec: one :class:`Terms` per launch (sum their results)."""
+    if kernel.norm != "l2":
+        raise ValueError(f"the Triton kernels build L2 distance tiles only, got norm={kernel.norm!r} "
+                         "(TritonBackend sends L1 kernels to the blocked engine)")
     if isinstance(kernel, Polynomial):
         if kernel.gamma is None:
             raise ValueError("`gamma` of Polynomial is not set; call .resolve(d)")

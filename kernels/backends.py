@@ -48,7 +48,8 @@ class Backend:
         raise NotImplementedError  # abstract
 
     def permutation_sums(self, Z: Tensor, specs: list[KernelSpec], memory_budget: int):
-        """An operator E -> [(diag(E' K0 E), E' K0 1, 1' K0 1) per spec] (float64; K0: zero diagonal)."""
+        """An operator E -> [(diag(E' K0 E), E' K0 1, 1' K0 1) per spec] (float64; K0: zero diagonal),
+        with ``square_sums()`` -> float64 (S,) of sum_{i != j} k_s^2, ``method``, ``tiles`` and ``dtype``."""
         raise NotImplementedError  # abstract
 
 
@@ -93,6 +94,12 @@ class _StreamedPermutationSums:
         if tick is not None:
             tick(E.shape[1])
         return out
+
+    def square_sums(self) -> Tensor:
+        """float64 (S,): sum_{i != j} k_s^2, one sweep of k^2 per spec (``spec.square()``)."""
+        N = self.Z.shape[0]
+        return torch.stack([self.backend.block_sums(self.Z, (N,), s.square(), exclude_diagonal=True)[0, 0]
+                            for s in self.specs])
 
 
 @dataclass(frozen=True)

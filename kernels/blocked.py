@@ -424,6 +424,7 @@ class PermutationSums:
     ``method`` "dense" keeps the upper tiles (built once, when they fit
     ``memory_budget`` bytes); "streamed" recomputes them on every call (one
     tile plus O(N B) memory). ``tiles`` counts the tile products of one call.
+    :meth:`square_sums` gives sum_{i != j} k^2 per spec (MMD-FUSE's normalisers).
     """
 
     def __init__(self, Z: Tensor, specs: list[KernelSpec], memory_budget: int):
@@ -463,6 +464,13 @@ class PermutationSums:
                 for k in ks:
                     k.triu_(1)  # each unordered pair once, the diagonal dropped
             yield i0, i1, j0, j1, ks
+
+    def square_sums(self) -> Tensor:
+        """float64 (S,): sum_{i != j} k_s(z_i, z_j)^2 per spec (from the cached tiles, or one streamed sweep)."""
+        out = torch.zeros(len(self.specs), dtype=torch.float64, device=self.device)
+        for *_, ks in (self.cache or self._upper_tiles()):
+            out += torch.stack([k.square().sum(1).sum(dtype=torch.float64) for k in ks])
+        return 2 * out
 
     def __call__(self, E: Tensor, tick=None) -> list[tuple[Tensor, Tensor, Tensor]]:
         E = E.to(device=self.device, dtype=self.dtype)

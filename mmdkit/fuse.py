@@ -2,8 +2,8 @@
 
 Every kernel's permuted MMD^2 comes from one pass of the engine's permutation
 product over shared label matrices (kernels of one norm share a distance
-tile); the kernels' normalisers are kernel sums of k^2 (``spec.square()``),
-one more engine sweep each. No data splitting: the fusion is computed the
+tile); the kernels' normalisers, sums of k^2, come from the same operator
+(its cached tiles, or one more sweep). No data splitting: the fusion is computed the
 same way for the observed labelling and for every permutation.
 """
 from __future__ import annotations
@@ -137,8 +137,8 @@ def fuse_test(X, Y, kernel=None, n_bandwidths: int = 10, n_permutations: int = 2
     -----
     p = (1 + #{null >= FUSE - tol}) / (1 + P), tol = 100 eps |FUSE| (as
     :func:`mmdkit.mmd_test`). Cost: one permutation product per batch for all
-    kernels (O(N^2 (L + P)) for N = n + m), plus one kernel sweep of k^2 per
-    kernel. L1 tiles come from direct differences (no matmul).
+    kernels (O(N^2 (L + P)) for N = n + m); the normalisers reuse the kernel
+    tiles when they are cached. L1 tiles come from direct differences (no matmul).
 
     References
     ----------
@@ -197,8 +197,7 @@ def _fuse(Xt: Tensor, Yt: Tensor, specs: list[KernelSpec], count: int, gen: torc
     with torch.no_grad():
         observed, null, op = null_statistics(Z, n, m, specs, engine, True, gen, count, False, batch, memory_budget,
                                              progress, "fuse_test")
-        norms = np.array([float(engine.block_sums(Z, (n + m,), s.square(), exclude_diagonal=True)[0, 0]) ** 0.5
-                          for s in specs])
+        norms = op.square_sums().cpu().numpy() ** 0.5
     small = min(n, m)
     fused_obs = float(_fused(observed[:, None], norms, small, lam)[0])
     fused_null = _fused(null, norms, small, lam)

@@ -139,8 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("test", help="permutation two-sample test of A against B")
     t.add_argument("a", metavar="A", help="first sample (.npy, .csv or .txt; one point per row)")
     t.add_argument("b", metavar="B", help="second sample")
-    t.add_argument("--test", choices=["mmd", "energy"], default="mmd",
-                   help="unbiased MMD^2 (default) or the energy statistic n m/(n+m) E (as dcor / R energy)")
+    t.add_argument("--test", choices=["mmd", "energy", "fuse"], default="mmd",
+                   help="unbiased MMD^2 (default), the energy statistic n m/(n+m) E (as dcor / R energy), or "
+                        "MMD-FUSE over its default collection of 20 kernels")
     t.add_argument("--kernel", default="gaussian", help="kernel name for --test mmd (default gaussian)")
     t.add_argument("--bandwidth", type=_bandwidth, default=None,
                    help="'median' (default), 'grid' (with --aggregate), a number or a list like 0.5,1,2")
@@ -221,20 +222,24 @@ def _run_kid(a) -> int:
 
 def _summary(res, X, Y) -> dict:
     """The JSON-able fields of a test result."""
+    kernel = (", ".join(sorted({f"{k.name} ({k.norm})" for k in res.kernel})) if isinstance(res.kernel, tuple)
+              else res.kernel.name)
     out = dict(test=res.test, statistic=res.statistic, pvalue=res.pvalue, n=X.shape[0], m=Y.shape[0],
-               d=X.shape[1], n_permutations=res.n_permutations, exact=res.exact, kernel=res.kernel.name,
+               d=X.shape[1], n_permutations=res.n_permutations, exact=res.exact, kernel=kernel,
                bandwidth=list(res.bandwidth) if isinstance(res.bandwidth, tuple) else res.bandwidth,
                alternative=res.alternative, backend=res.backend, method=res.method)
     if res.reject is not None:
-        out.update(alpha=res.alpha, reject=res.reject, per_bandwidth=[
-            dict(bandwidth=b.bandwidth, statistic=b.statistic, pvalue=b.pvalue, threshold=b.threshold,
-                 reject=b.reject) for b in res.per_bandwidth])
+        out.update(alpha=res.alpha, reject=res.reject)
+    if res.per_bandwidth:
+        out["per_bandwidth"] = [dict(bandwidth=b.bandwidth, statistic=b.statistic, pvalue=b.pvalue,
+                                     threshold=b.threshold, reject=b.reject) for b in res.per_bandwidth]
     return out
 
 
 def _print_text(s: dict) -> None:
     name = {"mmd": "MMD test (unbiased MMD^2)", "energy": "energy test (n m/(n+m) x energy distance)",
-            "mmdagg": "MMDAgg test (aggregated over bandwidths)"}[s["test"]]
+            "mmdagg": "MMDAgg test (aggregated over bandwidths)",
+            "fuse": "MMD-FUSE test (soft maximum of normalised MMD^2)"}[s["test"]]
     bw = s["bandwidth"]
     bw = "" if bw is None else (f", bandwidth {bw:.4g}" if isinstance(bw, float)
                                 else f", bandwidths {', '.join(f'{h:.3g}' for h in bw)}")
@@ -245,7 +250,7 @@ def _print_text(s: dict) -> None:
     print(f"  p-value   = {s['pvalue']:.4g}  ({kind} {s['n_permutations']} permutations, {s['alternative']})")
     if "reject" in s:
         print(f"  decision at alpha = {s['alpha']:g}: {'reject' if s['reject'] else 'do not reject'} H0")
-        for b in s["per_bandwidth"]:
+        for b in s.get("per_bandwidth", []):
             mark = "*" if b["reject"] else " "
             print(f"   {mark} bandwidth {b['bandwidth']:<10.4g} MMD^2 = {b['statistic']:<12.5g} "
                   f"p = {b['pvalue']:<8.4g} threshold = {b['threshold']:.4g}")
@@ -264,6 +269,8 @@ def _plot_test(res, X, Y, path: str) -> None:
             kernel, bandwidth = res.kernel.components[0].name, best.bandwidth
         elif res.test == "energy":
             kernel, bandwidth = "energy", None
+        elif isinstance(res.kernel, tuple):  # a collection (MMD-FUSE): the median-bandwidth Gaussian's witness
+            kernel, bandwidth = "gaussian", None
         else:
             kernel, bandwidth = res.kernel, None
         plot_witness(X, Y, kernel=kernel, bandwidth=bandwidth, ax=fig.add_subplot(1, 2, 2))
@@ -276,10 +283,16 @@ def _run_test(a) -> int:
     X, Y = _load_pair(a.a, a.b)
     common = dict(n_permutations=a.permutations, seed=a.seed, alternative=a.alternative,
                   backend=a.backend, progress=False if a.quiet or a.json else None)
+    if a.test != "mmd" and (a.aggregate or a.bandwidth is not None or a.kernel != "gaussian"):
+        raise InputError(f"--aggregate, --bandwidth and --kernel apply to --test mmd, not --test {a.test}")
     if a.test == "energy":
-        if a.aggregate or a.bandwidth is not None or a.kernel != "gaussian":
-            raise InputError("--aggregate, --bandwidth and --kernel apply to --test mmd, not --test energy")
         res = energy_test(X, Y, exponent=a.exponent, **common)
+    elif a.test == "fuse":
+        if a.alternative != "greater":
+            raise InputError("--test fuse is one-sided: --alternative must be 'greater'")
+        from mmdkit.fuse import fuse_test
+        del common["alternative"]
+        res = fuse_test(X, Y, alpha=a.alpha, **common)
     else:
         res = mmd_test(X, Y, kernel=a.kernel, bandwidth=a.bandwidth, aggregate=a.aggregate, alpha=a.alpha,
                        **common)

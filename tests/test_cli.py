@@ -52,6 +52,21 @@ def test_energy_and_aggregate(pair, capsys):
     assert [b["bandwidth"] for b in out["per_bandwidth"]] == [0.5, 1.0, 2.0]
 
 
+def test_fuse_json_text_and_plot_match_the_library(pair, capsys, tmp_path):
+    from mmdkit import fuse_test
+    X, Y, a, b = pair
+    out = run_json(capsys, ["test", a, b, "--test", "fuse", "--seed", "2", "--permutations", "100"])
+    ref = fuse_test(X, Y, n_permutations=100, seed=2)
+    assert out["test"] == "fuse" and out["statistic"] == ref.statistic and out["pvalue"] == ref.pvalue
+    assert out["reject"] == ref.reject and out["kernel"] == "gaussian (l2), laplace (l1)"
+    assert len(out["bandwidth"]) == 20 and "per_bandwidth" not in out
+    png = tmp_path / "fuse.png"
+    assert main(["test", a, b, "--test", "fuse", "--seed", "2", "--permutations", "50", "--plot", str(png)]) == 0
+    assert "MMD-FUSE" in capsys.readouterr().out and png.read_bytes()[:8] == PNG
+    assert main(["test", a, b, "--test", "fuse", "--kernel", "laplace"]) == 2
+    assert main(["test", a, b, "--test", "fuse", "--alternative", "less"]) == 2
+
+
 def test_text_output_and_plot(pair, capsys, tmp_path):
     X, Y, a, b = pair
     png = tmp_path / "out.png"

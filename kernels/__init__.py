@@ -12,7 +12,7 @@ from mmdkit.kernels.specs import (  # noqa: E402
     derivative,
 )
 from mmdkit.kernels.blocked import (  # noqa: E402
-    PermutationSums, block_sums, compute_dtype, kernel_matmul, paired_values,
+    PermutationSums, block_sums, compute_dtype, kernel_matmul, kernel_matmuls, paired_values,
 )
 from mmdkit.kernels.backends import (  # noqa: E402
     BACKENDS, PRECISIONS, Backend, TorchBackend, TritonBackend, get_backend,
@@ -20,5 +20,5 @@ from mmdkit.kernels.backends import (  # noqa: E402
 
 __all__ = ["KERNELS", "IMQ", "Derivative", "Energy", "Gaussian", "KernelSpec", "Laplace", "Mixture",
            "Polynomial", "RationalQuadratic", "derivative", "PermutationSums", "block_sums", "compute_dtype",
-           "kernel_matmul", "paired_values", "BACKENDS", "PRECISIONS", "Backend", "TorchBackend",
+           "kernel_matmul", "kernel_matmuls", "paired_values", "BACKENDS", "PRECISIONS", "Backend", "TorchBackend",
            "TritonBackend", "get_backend"]

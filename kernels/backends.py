@@ -1,6 +1,7 @@
-"""Backends: objects with the same three operations, chosen in one function.
+"""Backends: objects with the same operations, chosen in one function.
 
 A backend has ``name`` and the engine operations ``kernel_matmul``,
+``kernel_matmuls`` (several kernels of one tile, forward only),
 ``block_sums`` and ``permutation_sums`` with one signature on every backend;
 statistics call these methods and never branch on the backend.
 
@@ -33,13 +34,18 @@ PRECISIONS = ("ieee", "tf32")
 
 
 class Backend:
-    """The engine operations; every backend implements all three with these signatures."""
+    """The engine operations; every backend implements all of them with these signatures."""
 
     name: str = "backend"
 
     def kernel_matmul(self, X: Tensor, Y: Tensor | None, V: Tensor, kernel: KernelSpec,
                       exclude_diagonal: bool = False) -> Tensor:
         """K(X, Y) @ V (Y None: X with itself), differentiable twice in X, Y and V."""
+        raise NotImplementedError  # abstract
+
+    def kernel_matmuls(self, X: Tensor, Y: Tensor | None, V: Tensor, kernels: tuple[KernelSpec, ...],
+                       exclude_diagonal: bool = False) -> Tensor:
+        """(S, n, p): K_s(X, Y) @ V for several kernels of one kind and norm (forward only)."""
         raise NotImplementedError  # abstract
 
     def block_sums(self, Z: Tensor, sizes: tuple[int, ...], kernel: KernelSpec,
@@ -61,6 +67,9 @@ class TorchBackend(Backend):
 
     def kernel_matmul(self, X, Y, V, kernel, exclude_diagonal=False):
         return blocked.kernel_matmul(X, Y, V, kernel, exclude_diagonal)
+
+    def kernel_matmuls(self, X, Y, V, kernels, exclude_diagonal=False):
+        return blocked.kernel_matmuls(X, Y, V, kernels, exclude_diagonal)
 
     def block_sums(self, Z, sizes, kernel, exclude_diagonal=False):
         return blocked.block_sums(Z, sizes, kernel, exclude_diagonal)
@@ -122,6 +131,12 @@ class TritonBackend(Backend):
         if kernel.norm == "l1":  # no L1 tiles in the Triton kernels: the blocked engine runs on any device
             return blocked.kernel_matmul(X, Y, V, kernel, exclude_diagonal)
         return self._engine.kernel_matmul(X, Y, V, kernel, exclude_diagonal, precision=self.precision)
+
+    def kernel_matmuls(self, X, Y, V, kernels, exclude_diagonal=False):
+        """One launch per kernel (the fused kernels take one spec); a float64 V is computed in float32."""
+        Vc = V.float() if V.dtype == torch.float64 else V
+        with torch.no_grad():
+            return torch.stack([self.kernel_matmul(X, Y, Vc, k, exclude_diagonal) for k in kernels]).to(V.dtype)
 
     def block_sums(self, Z, sizes, kernel, exclude_diagonal=False):
         if kernel.norm == "l1":

@@ -12,6 +12,7 @@ itself, or all tiles of two samples). Three primitives run on it:
 * :func:`kernel_matmul` ``(X, Y, V) -> K(X, Y) @ V``; ``Y=None`` means Y = X
   and uses symmetry (each off-diagonal tile is computed once, used twice).
   Its backward is the same sweep with the kernel's derivative.
+  :func:`kernel_matmuls` is its forward for several kernels of one tile.
 * :func:`block_sums` ``(Z, sizes) -> S`` with ``S[a, b]`` the kernel sum over
   block a x block b of the pooled sample (one symmetric sweep gives the XX, XY
   and YY sums of every MMD estimator). When Z requires grad, the gradient is
@@ -35,7 +36,7 @@ from torch import Tensor
 
 from mmdkit.kernels.specs import KernelSpec, derivative
 
-__all__ = ["kernel_matmul", "block_sums", "PermutationSums", "paired_values", "tiles",
+__all__ = ["kernel_matmul", "kernel_matmuls", "block_sums", "PermutationSums", "paired_values", "tiles",
            "TILE_ROWS", "TILE_COLS", "TILE_SYM"]
 
 # Tile shapes measured on a 2-core Xeon (2 MiB L2 per core): a 512 x 1024 fp32
@@ -339,6 +340,41 @@ def kernel_matmul(X: Tensor, Y: Tensor | None, V: Tensor, kernel: KernelSpec,
     """
     kernel = kernel.resolve(X.shape[1])
     return _KernelMatmul.apply(X, Y, V, kernel, exclude_diagonal)
+
+
+def kernel_matmuls(X: Tensor, Y: Tensor | None, V: Tensor, kernels: tuple[KernelSpec, ...],
+                   exclude_diagonal: bool = False) -> Tensor:
+    """(S, n, p): K_s(X, Y) @ V for several kernels sharing each distance tile, in one sweep.
+
+    The forward of :func:`kernel_matmul` for S kernels of one kind and norm
+    (e.g. KID's k and k^2): the tile of t is built once and each kernel is
+    applied to it. Not differentiable in X and Y (raises if they require grad).
+    """
+    kernels = tuple(k.resolve(X.shape[1]) for k in kernels)
+    if not kernels or len({(k.kind, k.norm) for k in kernels}) != 1:
+        raise ValueError("`kernels` must be a non-empty tuple of kernels of one kind and one norm")
+    if torch.is_grad_enabled() and (X.requires_grad or (Y is not None and Y.requires_grad)):
+        raise NotImplementedError("kernel_matmuls has no gradient in the points; use kernel_matmul per kernel")
+    first, sym = kernels[0], Y is None
+    Xc, Yc = _centre(X, Y, first)
+    L, R = _factors(Xc, Xc if sym else Yc, first.kind, first.norm)
+    Vc = V.detach().to(torch.promote_types(Xc.dtype, V.dtype))
+    n, m = L.shape[0], R.shape[0]
+    out = torch.zeros(len(kernels), n, V.shape[1], dtype=Vc.dtype, device=V.device)
+    cusp = any(k.cusp_at_zero for k in kernels)
+    rows = _ranges(n, TILE_SYM if sym else TILE_ROWS)
+    for i0, i1, j0, j1, diag in tiles(rows, None if sym else _ranges(m, TILE_COLS)):
+        if not sym and exclude_diagonal and i0 < j1 and j0 < i1:
+            diag = i0 - j0
+        t = _t_tile(L[i0:i1], R[j0:j1], first.kind, cusp, diag, first.norm)
+        for s, kernel in enumerate(kernels):
+            k = kernel.evaluate_(t if s == len(kernels) - 1 else t.clone())[0].to(Vc.dtype)
+            if diag is not None and exclude_diagonal:
+                k.diagonal(diag).zero_()
+            out[s, i0:i1].addmm_(k, Vc[j0:j1])
+            if sym and j0 != i0:  # the mirrored tile
+                out[s, j0:j1].addmm_(k.T, Vc[i0:i1])
+    return out.to(V.dtype)
 
 
 class _BlockSums(torch.autograd.Function):

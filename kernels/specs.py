@@ -103,7 +103,7 @@ class KernelSpec:
         raise NotImplementedError  # abstract: every concrete spec overrides it
 
     def square(self) -> KernelSpec:
-        """The spec of k(x, y)^2, where it is a spec of the same family (Gaussian, Laplace, RQ, IMQ)."""
+        """The spec of k(x, y)^2, where it is one of the same family (Gaussian, Laplace, RQ, IMQ, Polynomial)."""
         raise NotImplementedError(f"k^2 of the {self.name} kernel is not a {self.name} kernel")
 
     def derivative_scale(self) -> float | None:
@@ -316,6 +316,9 @@ class Polynomial(KernelSpec):
 
     def resolve(self, d):
         return self if self.gamma is not None else replace(self, gamma=1.0 / d)
+
+    def square(self):  # (gamma t + coef0)^(2 degree)
+        return replace(self, degree=2 * self.degree)
 
     def evaluate_(self, t, derivative=False):
         g, p = self.gamma, self.degree

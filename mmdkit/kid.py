@@ -6,8 +6,8 @@ gamma = 1/d, coef0 = 1, degree = 3 (Binkowski et al. 2018):
 * subsets (the published protocol of torchmetrics, clean-fid, torch-fidelity):
   the mean and standard deviation of the unbiased MMD^2 over random subsets;
 * exact (``subsets=None``): the unbiased MMD^2 of the full samples and the
-  unbiased estimate of its variance, from one engine sweep for the row sums of
-  K and one for the sums of k^2 (never an n x m matrix).
+  unbiased estimate of its variance, from one engine sweep that applies k and
+  k^2 to each dot tile (``kernel_matmuls``; never an n x m matrix).
 
 Features may be tensors, arrays, memory-mapped ``.npy`` files
 (``np.load(path, mmap_mode="r")``) or iterators of chunks; see :func:`kid`.
@@ -223,10 +223,10 @@ def _exact(Z: Tensor, n: int, m: int, spec: Polynomial, engine: Backend) -> tupl
     """(unbiased MMD^2, unbiased variance estimate) of the pooled sample Z = [X; Y] (validated)."""
     V = torch.zeros(n + m, 2, dtype=torch.float64, device=Z.device)
     V[:n, 0], V[n:, 1] = 1.0, 1.0
-    # row sums against X and against Y, diagonal excluded: [K~xx 1, Kxy 1] on X's rows, [Kyx 1, K~yy 1] on Y's
-    R = engine.kernel_matmul(Z, None, V, spec, exclude_diagonal=True).to(torch.float64)
-    squared = Polynomial(degree=2 * spec.degree, gamma=spec.gamma, coef0=spec.coef0)  # k^2, the same sweep
-    Q = engine.block_sums(Z, (n, m), squared, exclude_diagonal=True)
+    # row sums of k and k^2 (one sweep, one dot tile) against X and Y, diagonal excluded:
+    # [K~xx 1, Kxy 1] on X's rows, [Kyx 1, K~yy 1] on Y's
+    R, R2 = engine.kernel_matmuls(Z, None, V, (spec, spec.square()), exclude_diagonal=True).to(torch.float64)
+    Q = torch.stack([R2[:n].sum(0), R2[n:].sum(0)])  # Q[a, b] = sum of k^2 over block a x block b
     r, a, b, s = R[:n, 0], R[:n, 1], R[n:, 0], R[n:, 1]
     sums = torch.stack([r.sum(), s.sum(), a.sum(), r @ r, s @ s, a @ a, b @ b, r @ a, s @ b,
                         Q[0, 0], Q[1, 1], Q[0, 1]]).tolist()  # one device-to-host copy

@@ -296,3 +296,24 @@ def test_underflowing_kernel_values_are_floored_not_wrong(kernel, dtype, gen):
     assert torch.isfinite(out).all() and torch.isfinite(gx).all()
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     assert rel_err(out.double(), ref) <= tol and rel_err(gx.double(), rx) <= tol
+
+
+@pytest.mark.usefixtures("small_tiles")
+@pytest.mark.parametrize("mode", MODES)
+def test_kernel_matmuls_equal_one_kernel_matmul_per_kernel(mode, gen):
+    """Several kernels of one tile in one sweep (KID's k and k^2): each slice equals kernel_matmul."""
+    X, Y, V = samples(13, 17, 4, 2, mode, gen)
+    exclude = mode.endswith("exclude")
+    for kernels in [(Gaussian(0.7), Laplace(1.2), RationalQuadratic(0.9)), (Polynomial(), Polynomial().square())]:
+        got = blocked.kernel_matmuls(X, Y, V, kernels, exclude)
+        assert got.shape == (len(kernels), 13, 2) and got.dtype == torch.float64
+        for s, kernel in enumerate(kernels):
+            assert rel_err(got[s], dense_matmul(X, Y, V, kernel, exclude)) <= FLOAT64_RTOL
+
+
+def test_kernel_matmuls_refuses_mixed_tiles_and_gradients(gen):
+    X, Y, V = samples(5, 6, 2, 1, "xy", gen)
+    with pytest.raises(ValueError, match="one kind and one norm"):
+        blocked.kernel_matmuls(X, Y, V, (Gaussian(1.0), Polynomial()))
+    with pytest.raises(NotImplementedError, match="no gradient"):
+        blocked.kernel_matmuls(X.requires_grad_(), Y, V, (Gaussian(1.0),))

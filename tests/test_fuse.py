@@ -19,7 +19,7 @@ from scipy.special import logsumexp
 
 import mmdkit
 from mmdkit import Energy, Gaussian, IMQ, Laplace, Mixture, RationalQuadratic, fuse_test
-from mmdkit._permutations import generator
+from mmdkit._permutations import generator, permutation_key, permute
 from mmdkit.fuse import fuse_bandwidths
 from mmdkit.kernels.reference import kernel_matrix
 
@@ -59,15 +59,10 @@ def oracle_fuse(Kmats, in_x, lam_mult=1.0):
 
 
 def labellings(seed, n, m, count):
-    """The identity and the package's permutations (first n of each torch.randperm are labelled X)."""
-    g = generator(seed)
+    """The identity and the package's permutations: i is labelled X when pi_b(i) < n (the keyed bijection)."""
     N = n + m
-    rows = [np.arange(N) < n]
-    for _ in range(count):
-        lab = np.zeros(N, bool)
-        lab[torch.randperm(N, generator=g)[:n].numpy()] = True
-        rows.append(lab)
-    return rows
+    pis = permute(permutation_key(generator(seed)), np.arange(count), np.arange(N), N)
+    return [np.arange(N) < n] + list(pis < n)
 
 
 def data(n, m, d, shift, seed):

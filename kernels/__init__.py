@@ -17,8 +17,9 @@ from mmdkit.kernels.blocked import (  # noqa: E402
 from mmdkit.kernels.backends import (  # noqa: E402
     BACKENDS, PRECISIONS, Backend, TorchBackend, TritonBackend, get_backend,
 )
+from mmdkit.kernels.ring import Layout, RingBackend  # noqa: E402
 
 __all__ = ["KERNELS", "IMQ", "Derivative", "Energy", "Gaussian", "KernelSpec", "Laplace", "Mixture",
            "Polynomial", "RationalQuadratic", "derivative", "PermutationSums", "block_sums", "compute_dtype",
            "kernel_matmul", "kernel_matmuls", "paired_values", "BACKENDS", "PRECISIONS", "Backend", "TorchBackend",
-           "TritonBackend", "get_backend"]
+           "TritonBackend", "get_backend", "Layout", "RingBackend"]

@@ -53,9 +53,11 @@ class Backend:
         """float64 S[a, b]: kernel sums over consecutive blocks of Z, differentiable twice."""
         raise NotImplementedError  # abstract
 
-    def permutation_sums(self, Z: Tensor, specs: list[KernelSpec], memory_budget: int):
+    def permutation_sums(self, Z: Tensor, specs: list[KernelSpec], memory_budget: int, sizes=None):
         """An operator E -> [(diag(E' K0 E), E' K0 1, 1' K0 1) per spec] (float64; K0: zero diagonal),
-        with ``square_sums()`` -> float64 (S,) of sum_{i != j} k_s^2, ``method``, ``tiles`` and ``dtype``."""
+        with ``square_sums()`` -> float64 (S,) of sum_{i != j} k_s^2, ``method``, ``tiles`` and ``dtype``.
+        ``sizes`` (the blocks of Z) matters to sharded backends only, whose operators also name the
+        global ``label_rows`` their label matrices cover."""
         raise NotImplementedError  # abstract
 
 
@@ -74,7 +76,7 @@ class TorchBackend(Backend):
     def block_sums(self, Z, sizes, kernel, exclude_diagonal=False):
         return blocked.block_sums(Z, sizes, kernel, exclude_diagonal)
 
-    def permutation_sums(self, Z, specs, memory_budget):
+    def permutation_sums(self, Z, specs, memory_budget, sizes=None):
         return blocked.PermutationSums(Z, specs, memory_budget)
 
 
@@ -143,7 +145,7 @@ class TritonBackend(Backend):
             return blocked.block_sums(Z, sizes, kernel, exclude_diagonal)
         return self._engine.block_sums(Z, sizes, kernel, exclude_diagonal, precision=self.precision)
 
-    def permutation_sums(self, Z, specs, memory_budget):
+    def permutation_sums(self, Z, specs, memory_budget, sizes=None):
         return _StreamedPermutationSums(self, Z, [s.resolve(Z.shape[1]) for s in specs])
 
 

@@ -133,23 +133,24 @@ def permute(key: np.ndarray, perms: np.ndarray, idx: np.ndarray, N: int) -> np.n
     return y.astype(np.int64)
 
 
-def _x_masks(gen: torch.Generator, n: int, N: int, count: int, exact: bool, batch: int):
-    """Boolean (B, N) blocks: True where a point is labelled X, ``batch`` relabellings at a time.
+def _x_masks(gen: torch.Generator, n: int, N: int, count: int, exact: bool, batch: int, rows: np.ndarray):
+    """Boolean (B, len(rows)) blocks: True where a point of ``rows`` (global indices) is labelled X.
 
     Exact: all C(N, n) subsets in lexicographic order (the identity first).
     Random: relabelling b labels i as X when pi_b(i) < n (:func:`permute`), so a
-    block of permutations never depends on the batching.
+    block of permutations never depends on the batching, nor on which rows a
+    process holds.
     """
     if exact:
         combos = itertools.combinations(range(N), n)
         while block := list(itertools.islice(combos, batch)):
             mask = np.zeros((len(block), N), bool)
             np.put_along_axis(mask, np.array(block), True, axis=1)
-            yield mask
+            yield mask[:, rows]
         return
-    key, idx = permutation_key(gen), np.arange(N)
+    key = permutation_key(gen)
     for b0 in range(0, count, batch):
-        yield permute(key, np.arange(b0, min(b0 + batch, count)), idx, N) < n
+        yield permute(key, np.arange(b0, min(b0 + batch, count)), rows, N) < n
 
 
 def _labels(mask: np.ndarray, n: int, m: int, dtype: torch.dtype) -> Tensor:
@@ -161,22 +162,26 @@ def _labels(mask: np.ndarray, n: int, m: int, dtype: torch.dtype) -> Tensor:
 
 def null_statistics(Z: Tensor, n: int, m: int, specs: list[KernelSpec], engine: Backend, unbiased: bool,
                     gen: torch.Generator, count: int, exact: bool, batch: int | None, memory_budget: int,
-                    progress: bool | None, desc: str):
+                    progress: bool | None, desc: str, sizes: tuple[int, int] | None = None):
     """MMD^2 (``unbiased`` or the V-statistic of K0) of the identity labelling and of every permutation.
 
     Returns (observed (S,), null (S, count), operator) for the S specs. The
     identity goes through the same product as the permutations, so its value
-    is the one the p-value compares.
+    is the one the p-value compares. On a sharded backend Z is this process's
+    rows, ``sizes`` its X and Y row counts and n, m the global sample sizes;
+    the operator names the global rows (``op.label_rows``) its labels cover.
     """
     N = n + m
-    op = engine.permutation_sums(Z, specs, memory_budget)
+    op = engine.permutation_sums(Z, specs, memory_budget, sizes)
+    rows = getattr(op, "label_rows", None)
+    rows = np.arange(N) if rows is None else rows
     item = torch.finfo(op.dtype).bits // 8
     if batch is None:
         batch = max(16, LABEL_BYTES // (2 * N * item))
     batch = min(batch, count + 1)
     bar = Progress((count + 1) * op.tiles, progress, desc)
-    draws = _x_masks(gen, n, N, count, exact, batch)
-    identity = torch.tensor([float(m)] * n + [float(-n)] * m, dtype=op.dtype)[:, None]
+    draws = _x_masks(gen, n, N, count, exact, batch, rows)
+    identity = _labels((rows < n)[None], n, m, op.dtype)
     observed = np.empty(len(specs))
     null = np.empty((len(specs), count))
     done, first = 0, True

@@ -13,11 +13,12 @@ from mmdkit.results import BandwidthResult, TwoSampleTestResult
 from mmdkit.two_sample import energy_test, mmd_test
 from mmdkit.kid import KID, KIDResult, kid
 from mmdkit.fuse import fuse_test
+from mmdkit.cross_mmd import cross_mmd_test
 
 __version__ = "0.1.0"
 __all__ = [
     "mmd2", "mmd2_unbiased", "mmd2_biased", "mmd2_linear", "energy_distance", "witness",
     "median_bandwidth", "bandwidth_grid", "KernelSpec", "Gaussian", "Laplace", "Energy", "RationalQuadratic",
     "IMQ", "Polynomial", "Mixture", "mmd_test", "energy_test", "TwoSampleTestResult", "BandwidthResult",
-    "kid", "KID", "KIDResult", "fuse_test",
+    "kid", "KID", "KIDResult", "fuse_test", "cross_mmd_test",
 ]

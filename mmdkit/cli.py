@@ -139,9 +139,10 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("test", help="permutation two-sample test of A against B")
     t.add_argument("a", metavar="A", help="first sample (.npy, .csv or .txt; one point per row)")
     t.add_argument("b", metavar="B", help="second sample")
-    t.add_argument("--test", choices=["mmd", "energy", "fuse"], default="mmd",
-                   help="unbiased MMD^2 (default), the energy statistic n m/(n+m) E (as dcor / R energy), or "
-                        "MMD-FUSE over its default collection of 20 kernels")
+    t.add_argument("--test", choices=["mmd", "energy", "fuse", "cross"], default="mmd",
+                   help="unbiased MMD^2 (default), the energy statistic n m/(n+m) E (as dcor / R energy), "
+                        "MMD-FUSE over its default collection of 20 kernels, or cross-MMD (normal p-value, "
+                        "no permutations; --kernel and --bandwidth apply)")
     t.add_argument("--kernel", default="gaussian", help="kernel name for --test mmd (default gaussian)")
     t.add_argument("--bandwidth", type=_bandwidth, default=None,
                    help="'median' (default), 'grid' (with --aggregate), a number or a list like 0.5,1,2")
@@ -239,7 +240,8 @@ def _summary(res, X, Y) -> dict:
 def _print_text(s: dict) -> None:
     name = {"mmd": "MMD test (unbiased MMD^2)", "energy": "energy test (n m/(n+m) x energy distance)",
             "mmdagg": "MMDAgg test (aggregated over bandwidths)",
-            "fuse": "MMD-FUSE test (soft maximum of normalised MMD^2)"}[s["test"]]
+            "fuse": "MMD-FUSE test (soft maximum of normalised MMD^2)",
+            "cross_mmd": "cross-MMD test (studentised, normal p-value)"}[s["test"]]
     bw = s["bandwidth"]
     bw = "" if bw is None else (f", bandwidth {bw:.4g}" if isinstance(bw, float)
                                 else f", bandwidths {', '.join(f'{h:.3g}' for h in bw)}")
@@ -247,7 +249,8 @@ def _print_text(s: dict) -> None:
     print(f"  n = {s['n']}, m = {s['m']}, d = {s['d']}")
     print(f"  statistic = {s['statistic']:.6g}")
     kind = "exact enumeration of" if s["exact"] else "random"
-    print(f"  p-value   = {s['pvalue']:.4g}  ({kind} {s['n_permutations']} permutations, {s['alternative']})")
+    how = (f"{kind} {s['n_permutations']} permutations" if s["n_permutations"] else "standard normal")
+    print(f"  p-value   = {s['pvalue']:.4g}  ({how}, {s['alternative']})")
     if "reject" in s:
         print(f"  decision at alpha = {s['alpha']:g}: {'reject' if s['reject'] else 'do not reject'} H0")
         for b in s.get("per_bandwidth", []):
@@ -283,8 +286,10 @@ def _run_test(a) -> int:
     X, Y = _load_pair(a.a, a.b)
     common = dict(n_permutations=a.permutations, seed=a.seed, alternative=a.alternative,
                   backend=a.backend, progress=False if a.quiet or a.json else None)
-    if a.test != "mmd" and (a.aggregate or a.bandwidth is not None or a.kernel != "gaussian"):
+    if a.test in ("energy", "fuse") and (a.aggregate or a.bandwidth is not None or a.kernel != "gaussian"):
         raise InputError(f"--aggregate, --bandwidth and --kernel apply to --test mmd, not --test {a.test}")
+    if a.test == "cross" and a.aggregate:
+        raise InputError("--aggregate applies to --test mmd, not --test cross")
     if a.test == "energy":
         res = energy_test(X, Y, exponent=a.exponent, **common)
     elif a.test == "fuse":
@@ -293,6 +298,10 @@ def _run_test(a) -> int:
         from mmdkit.fuse import fuse_test
         del common["alternative"]
         res = fuse_test(X, Y, alpha=a.alpha, **common)
+    elif a.test == "cross":
+        from mmdkit.cross_mmd import cross_mmd_test
+        res = cross_mmd_test(X, Y, kernel=a.kernel, bandwidth=a.bandwidth, seed=a.seed,
+                             alternative=a.alternative, backend=a.backend)
     else:
         res = mmd_test(X, Y, kernel=a.kernel, bandwidth=a.bandwidth, aggregate=a.aggregate, alpha=a.alpha,
                        **common)

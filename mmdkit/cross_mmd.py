@@ -141,7 +141,7 @@ def cross_mmd_test(X, Y, kernel="gaussian", bandwidth=None, seed=None, alternati
     Examples
     --------
     >>> import numpy as np
-    >>> from mmdkit.cross_mmd import cross_mmd_test
+    >>> from mmdkit import cross_mmd_test
     >>> rng = np.random.default_rng(0)
     >>> X, Y = rng.normal(size=(200, 2)), rng.normal(size=(150, 2)) + 0.8
     >>> res = cross_mmd_test(X, Y, seed=0)

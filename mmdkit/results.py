@@ -36,7 +36,9 @@ class TwoSampleTestResult:
         The observed statistic: ``mmd2_unbiased(X, Y, kernel)``; for
         ``energy_test`` n m / (n + m) x ``energy_distance(X, Y)``; for an
         aggregated test the Bonferroni-weighted smallest single-bandwidth
-        p-value min_l p_l / w_l (small is extreme).
+        p-value min_l p_l / w_l (small is extreme); for ``fuse_test`` the
+        fused statistic; for ``cross_mmd_test`` the studentised cross-MMD T
+        (N(0, 1) under H0).
     pvalue : float
     null_distribution : numpy.ndarray
         The statistic under each permutation (for an aggregated test: the
@@ -44,9 +46,11 @@ class TwoSampleTestResult:
     n_permutations : int
         Permutations used (C(n + m, n) when ``exact``). An aggregated test
         draws twice this many: one set for the quantiles, one for the level.
+        0 for ``cross_mmd_test`` (a normal p-value, ``null_distribution`` empty).
     exact : bool
         True when every distinct relabelling was enumerated.
-    kernel : KernelSpec
+    kernel : KernelSpec or tuple of KernelSpec
+        A tuple for ``fuse_test`` (its kernel collection).
     bandwidth : float, tuple of floats or None
     backend : str
         The engine that ran ("torch" or "triton").
@@ -54,7 +58,7 @@ class TwoSampleTestResult:
         "dense" (kernel matrix built once) or "streamed" (tiles, O(N batch) memory).
     alternative : str
     test : str
-        "mmd", "energy" or "mmdagg".
+        "mmd", "energy", "mmdagg", "fuse", "cross_mmd" or "mmd_d".
     alpha, reject : float, bool or None
         The level and decision of an aggregated test (None otherwise).
     per_bandwidth : tuple of BandwidthResult
@@ -66,7 +70,7 @@ class TwoSampleTestResult:
     null_distribution: np.ndarray
     n_permutations: int
     exact: bool
-    kernel: KernelSpec
+    kernel: KernelSpec | tuple[KernelSpec, ...]
     bandwidth: float | tuple[float, ...] | None
     backend: str
     method: str
@@ -78,7 +82,9 @@ class TwoSampleTestResult:
 
     def __repr__(self):
         extra = "" if self.reject is None else f", reject={self.reject}, alpha={self.alpha}"
+        kernel = ("(" + ", ".join(k.name for k in self.kernel) + ")" if isinstance(self.kernel, tuple)
+                  else self.kernel.name)
         return (f"TwoSampleTestResult(test={self.test!r}, statistic={self.statistic:.6g}, "
                 f"pvalue={self.pvalue:.6g}, n_permutations={self.n_permutations}, exact={self.exact}, "
-                f"kernel={self.kernel.name}, bandwidth={self.bandwidth}, backend={self.backend!r}, "
+                f"kernel={kernel}, bandwidth={self.bandwidth}, backend={self.backend!r}, "
                 f"method={self.method!r}{extra})")

@@ -67,6 +67,20 @@ def test_fuse_json_text_and_plot_match_the_library(pair, capsys, tmp_path):
     assert main(["test", a, b, "--test", "fuse", "--alternative", "less"]) == 2
 
 
+def test_cross_mmd_json_text_and_plot_match_the_library(pair, capsys, tmp_path):
+    from mmdkit import cross_mmd_test
+    X, Y, a, b = pair
+    out = run_json(capsys, ["test", a, b, "--test", "cross", "--seed", "4", "--bandwidth", "1.2"])
+    ref = cross_mmd_test(X, Y, bandwidth=1.2, seed=4)
+    assert out["test"] == "cross_mmd" and out["statistic"] == ref.statistic and out["pvalue"] == ref.pvalue
+    assert out["n_permutations"] == 0 and out["bandwidth"] == 1.2
+    png = tmp_path / "cross.png"
+    assert main(["test", a, b, "--test", "cross", "--seed", "4", "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "cross-MMD" in text and "standard normal" in text and png.read_bytes()[:8] == PNG
+    assert main(["test", a, b, "--test", "cross", "--aggregate"]) == 2
+
+
 def test_text_output_and_plot(pair, capsys, tmp_path):
     X, Y, a, b = pair
     png = tmp_path / "out.png"

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/power.py --table blob|perturbed-uniform [--reps N] [--sizes ...]
         [--perturbations ...] [--methods ...] [--cache runs/power] [--workers 1] [--output bench/POWER.md]
+        [--device cpu|cuda] [--dtype float64|float32] [--null] [--report-only] [--no-write]
 
 Each (table, setting, method, repetition) result is appended, as soon as it
 exists, as one JSON line to ``<cache>/<table>/<method>/<setting>.jsonl``
@@ -79,6 +80,7 @@ import importlib
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import shlex
 import sys
@@ -339,6 +341,8 @@ def run_one(method: Method, fn, X, Y, seed: int) -> dict:
 
 # -------------------------------------------------------------------------------------------- Cache
 
+DEFAULT_WHERE = {"device": "cpu", "dtype": "float64"}  # numpy float64 in: the papers' precision
+
 def cache_file(cache: Path, table: str, method: str, setting: Setting) -> Path:
     return cache / table / method / f"{setting.key}.jsonl"
 
@@ -368,44 +372,53 @@ def append_record(path: Path, record: dict) -> None:
         os.fsync(fh.fileno())
 
 
-def completed(cache: Path, table: str, method: str, setting: Setting) -> dict[int, dict]:
-    """rep -> record for the repetitions already in the cache with this harness's seeds."""
+def completed(cache: Path, table: str, method: str, setting: Setting, where: dict = DEFAULT_WHERE) -> dict[int, dict]:
+    """rep -> record for the repetitions already in the cache with this harness's seeds, device and dtype."""
     done = {}
     for rec in load_cache(cache_file(cache, table, method, setting)):
         r = rec.get("rep")
         if (isinstance(r, int) and rec.get("data_seed") == data_seed(table, setting, r)
-                and rec.get("test_seed") == test_seed(table, setting, r)):
+                and rec.get("test_seed") == test_seed(table, setting, r)
+                and all(rec.get(k, v) == where[k] for k, v in DEFAULT_WHERE.items())):
             done[r] = rec
     return done
 
 
 # -------------------------------------------------------------------------------------------- Run
 
-def _work(table: str, setting: Setting, r: int, names: list[str], threads: int | None) -> list[tuple[str, dict]]:
-    """One repetition of one setting for the methods ``names`` (in a worker process or in-process)."""
+def _work(table: str, setting: Setting, r: int, names: list[str], threads: int | None,
+          where: dict = DEFAULT_WHERE) -> list[tuple[str, dict]]:
+    """One repetition of one setting for the methods ``names`` (in a worker process or in-process).
+
+    The samples go to the tests as float64 numpy arrays, or as torch tensors
+    when ``where`` asks for another device or dtype.
+    """
     if threads is not None:
         import torch
         torch.set_num_threads(threads)
     ds, ts = data_seed(table, setting, r), test_seed(table, setting, r)
     X, Y = sample(table, setting, ds)
+    if where != DEFAULT_WHERE:
+        import torch
+        X, Y = (torch.as_tensor(A, dtype=getattr(torch, where["dtype"]), device=where["device"]) for A in (X, Y))
     out = []
     for name in names:
         method = METHODS[name]
         fn, why = method.load()
         if fn is None:
             raise RuntimeError(why)
-        rec = {"rep": r, "data_seed": ds, "test_seed": ts, "n": len(X), "m": len(Y)}
+        rec = {"rep": r, "data_seed": ds, "test_seed": ts, "n": len(X), "m": len(Y), **where}
         rec.update(run_one(method, fn, X, Y, ts))
         out.append((name, rec))
     return out
 
 
 def run(table: str, settings: list[Setting], methods: list[str], reps: int, cache: Path, workers: int = 1,
-        log=print) -> dict:
+        log=print, where: dict = DEFAULT_WHERE) -> dict:
     """Run every missing (setting, method, repetition < reps); returns {method: seconds per repetition}."""
     pending = []  # (r, setting, [methods missing at r])
     for s in settings:
-        done = {name: completed(cache, table, name, s) for name in methods}
+        done = {name: completed(cache, table, name, s, where) for name in methods}
         for r in range(reps):
             missing = [name for name in methods if r not in done[name]]
             if missing:
@@ -430,20 +443,20 @@ def run(table: str, settings: list[Setting], methods: list[str], reps: int, cach
         if workers <= 1:
             for r, s, names in pending:
                 for name in names:  # one method at a time: each result is on disk as soon as it exists
-                    store(s, _work(table, s, r, [name], None))
+                    store(s, _work(table, s, r, [name], None, where))
         else:
             threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 queue, running = iter(pending), {}
                 for job in itertools.islice(queue, 2 * workers):
-                    running[pool.submit(_work, table, job[1], job[0], job[2], threads)] = job
+                    running[pool.submit(_work, table, job[1], job[0], job[2], threads, where)] = job
                 while running:
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         store(running.pop(fut)[1], fut.result())
                         nxt = next(queue, None)
                         if nxt is not None:
-                            running[pool.submit(_work, table, nxt[1], nxt[0], nxt[2], threads)] = nxt
+                            running[pool.submit(_work, table, nxt[1], nxt[0], nxt[2], threads, where)] = nxt
     finally:
         bar.close()
     return {name: float(np.mean(t)) for name, t in timing.items() if t}
@@ -459,7 +472,7 @@ def summarize(records: list[dict]) -> tuple[float, float, int]:
 
 
 def render(table: str, settings: list[Setting], methods: list[str], reps: int, cache: Path, command: str,
-           notes: list[str] = ()) -> str:
+           notes: list[str] = (), where: dict = DEFAULT_WHERE) -> str:
     """The markdown block (table and provenance) from the cache: the first ``reps`` repetitions of each cell."""
     header = {"blob": "n per mode (N1 = N2)", "perturbed-uniform": "perturbations"}[table]
     published = {name: col for name, col in PUBLISHED.get(table, {}).items()
@@ -470,7 +483,7 @@ def render(table: str, settings: list[Setting], methods: list[str], reps: int, c
     for s in settings:
         cells = []
         for name in methods:
-            recs = [rec for r, rec in sorted(completed(cache, table, name, s).items()) if r < reps]
+            recs = [rec for r, rec in sorted(completed(cache, table, name, s, where).items()) if r < reps]
             if not recs:
                 cells.append("-")
                 continue
@@ -482,7 +495,8 @@ def render(table: str, settings: list[Setting], methods: list[str], reps: int, c
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     out = [f"Command ({stamp}): `{command}`", "",
            f"Rejection rate at alpha = {ALPHA} ± binomial standard error sqrt(p (1 - p) / R), R = {reps} "
-           "repetitions per cell (a cell with fewer says so; '-' = not run).", ""] + lines
+           f"repetitions per cell (a cell with fewer says so; '-' = not run); samples given to the tests as "
+           f"{where['dtype']} on {where['device']}.", ""] + lines
     timing = [f"{name} {np.mean(t):.2f} s" for name, t in seconds.items() if t]
     if timing:
         out += ["", "Mean seconds per test run (this machine, as cached): " + ", ".join(timing) + "."]
@@ -518,6 +532,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--methods", nargs="+", default=list(METHODS), help=f"of {list(METHODS)}")
     a.add_argument("--cache", type=Path, default=ROOT / "runs" / "power")
     a.add_argument("--workers", type=int, default=1, help="processes (each gets cpu_count / workers threads)")
+    a.add_argument("--device", default="cpu", help="cpu (default: float64 numpy input) or e.g. cuda: torch tensors")
+    a.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                   help="of the samples given to the tests (cached results are kept apart by device and dtype)")
     a.add_argument("--output", type=Path, default=ROOT / "bench" / "POWER.md")
     a.add_argument("--no-write", action="store_true", help="do not touch --output")
     a.add_argument("--report-only", action="store_true", help="run nothing; rewrite the table from the cache")
@@ -533,6 +550,7 @@ def main(argv=None, log=print) -> int:
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; known: {list(METHODS)}")
     settings = settings_of(a.table, a.sizes or TABLES[a.table], a.perturbations, a.null)
+    where = {"device": a.device, "dtype": a.dtype}
     methods, notes = [], []
     for name in a.methods:
         fn, why = METHODS[name].load()
@@ -542,14 +560,14 @@ def main(argv=None, log=print) -> int:
         else:
             methods.append(name)
     if not a.report_only and methods:
-        per_rep = run(a.table, settings, methods, reps, a.cache, a.workers, log)
+        per_rep = run(a.table, settings, methods, reps, a.cache, a.workers, log, where)
         for name, sec in per_rep.items():
             log(f"{name}: {sec:.2f} s per test run (mean this session)")
     if not a.no_write:
         command = ".venv/bin/python bench/power.py " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
         shown = [m for m in a.methods if m in methods or any(
             cache_file(a.cache, a.table, m, s).exists() for s in settings)]
-        write_block(a.output, a.table, render(a.table, settings, shown, reps, a.cache, command, notes))
+        write_block(a.output, a.table, render(a.table, settings, shown, reps, a.cache, command, notes, where))
         log(f"wrote the {a.table} table to {a.output}")
     return 0
 

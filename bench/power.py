@@ -408,7 +408,10 @@ def _work(table: str, setting: Setting, r: int, names: list[str], threads: int |
         if fn is None:
             raise RuntimeError(why)
         rec = {"rep": r, "data_seed": ds, "test_seed": ts, "n": len(X), "m": len(Y), **where}
-        rec.update(run_one(method, fn, X, Y, ts))
+        try:
+            rec.update(run_one(method, fn, X, Y, ts))
+        except Exception as e:  # a failing test is reported and retried by the next run, never cached
+            rec["error"] = f"{type(e).__name__}: {e}"
         out.append((name, rec))
     return out
 
@@ -432,9 +435,14 @@ def run(table: str, settings: list[Setting], methods: list[str], reps: int, cach
     from mmdkit._progress import Progress
     bar = Progress(total, None, f"power {table}")
     timing: dict[str, list[float]] = {name: [] for name in methods}
+    errors = []
 
     def store(s, results):
         for name, rec in results:
+            if "error" in rec:
+                errors.append(f"{name} {s.key} rep {rec['rep']}: {rec['error']}")
+                log(f"error (not cached, retried by the next run): {errors[-1]}")
+                continue
             append_record(cache_file(cache, table, name, s), rec)
             timing[name].append(rec["seconds"])
         bar(len(results))
@@ -459,6 +467,8 @@ def run(table: str, settings: list[Setting], methods: list[str], reps: int, cach
                             running[pool.submit(_work, table, nxt[1], nxt[0], nxt[2], threads, where)] = nxt
     finally:
         bar.close()
+    if errors:
+        log(f"{len(errors)} test run(s) failed; they are missing from the cache")
     return {name: float(np.mean(t)) for name, t in timing.items() if t}
 
 

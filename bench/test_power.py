@@ -214,3 +214,25 @@ def test_repetitions_are_balanced_and_seeds_method_independent(tmp_path, monkeyp
 class _Result:
     def __init__(self, pvalue):
         self.pvalue = pvalue
+
+
+def test_a_failing_test_is_reported_not_cached(tmp_path, monkeypatch):
+    real = power.METHODS["median"]
+    flaky = {"fail": True}
+
+    def call(f, X, Y, seed):
+        if flaky["fail"]:
+            raise FloatingPointError("boom")
+        return _Result(0.01)
+
+    monkeypatch.setitem(power.METHODS, "median", power.Method("median", real.module, real.attr, call, "fake"))
+    args = ["--table", "blob", "--sizes", "2", "--reps", "2", "--methods", "median", "--cache", str(tmp_path),
+            "--no-write"]
+    logs = []
+    power.main(args, log=logs.append)
+    assert sum("FloatingPointError: boom" in line for line in logs) == 2
+    assert not (tmp_path / "blob" / "median" / "n2.jsonl").exists()
+    flaky["fail"] = False
+    power.main(args, log=logs.append)
+    recs = [json.loads(line) for line in (tmp_path / "blob" / "median" / "n2.jsonl").read_text().splitlines()]
+    assert [(r["rep"], r["reject"], r["pvalue"]) for r in recs] == [(0, True, 0.01), (1, True, 0.01)]

@@ -25,6 +25,8 @@ from (table, setting, r) only, identical for every method:
   perturbations (experiment 1 bis) and ``generate_seed(1, 0, 0, 0, 5, r)`` for
   p = 0 (experiment 5 bis) of Schrab et al.'s ``computations_mmdagg.ipynb``, i.e.
   the paper's own data sets for r < 500 (r < 5000 at p = 0).
+- Blob P-vs-P rows (``--null``, no published protocol): data seed the first 32
+  bits of sha256("blob|<setting>|<r>|data").
 - Test seed (permutations, splits, training): the first 63 bits of
   sha256("<table>|<setting>|<r>|test").
 
@@ -234,7 +236,7 @@ def generate_seed(*args) -> int:
     return int("".join(head) + last.rjust(4, "0"))
 
 
-def test_seed(table: str, setting: Setting, r: int) -> int:
+def testing_seed(table: str, setting: Setting, r: int) -> int:
     digest = hashlib.sha256(f"{table}|{setting.key}|{r}|test".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
@@ -378,7 +380,7 @@ def completed(cache: Path, table: str, method: str, setting: Setting, where: dic
     for rec in load_cache(cache_file(cache, table, method, setting)):
         r = rec.get("rep")
         if (isinstance(r, int) and rec.get("data_seed") == data_seed(table, setting, r)
-                and rec.get("test_seed") == test_seed(table, setting, r)
+                and rec.get("test_seed") == testing_seed(table, setting, r)
                 and all(rec.get(k, v) == where[k] for k, v in DEFAULT_WHERE.items())):
             done[r] = rec
     return done
@@ -396,7 +398,7 @@ def _work(table: str, setting: Setting, r: int, names: list[str], threads: int |
     if threads is not None:
         import torch
         torch.set_num_threads(threads)
-    ds, ts = data_seed(table, setting, r), test_seed(table, setting, r)
+    ds, ts = data_seed(table, setting, r), testing_seed(table, setting, r)
     X, Y = sample(table, setting, ds)
     if where != DEFAULT_WHERE:
         import torch

@@ -207,7 +207,7 @@ def test_repetitions_are_balanced_and_seeds_method_independent(tmp_path, monkeyp
     power.main(["--table", "blob", "--sizes", "2", "3", "--reps", "2", "--methods", "median", "mmdagg",
                 "--cache", str(tmp_path), "--no-write"], log=lambda *_: None)
     settings = power.settings_of("blob", [2, 3])
-    seeds = [power.test_seed("blob", s, r) for r, s in itertools.product(range(2), settings)]
+    seeds = [power.testing_seed("blob", s, r) for r, s in itertools.product(range(2), settings)]
     assert order == [(m, sd) for sd in seeds for m in ("median", "mmdagg")]  # repetition-major
 
 

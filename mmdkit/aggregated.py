@@ -20,7 +20,7 @@ from torch import Tensor
 from mmdkit._permutations import null_statistics, tolerance
 from mmdkit._validation import spec_of
 from mmdkit.bandwidth import _grid, GRID_POINTS, GRID_SIZE, resolve_kernel
-from mmdkit.estimators import _mmd2
+from mmdkit.estimators import mmd2_from_sums
 from mmdkit.kernels import Backend, Mixture
 from mmdkit.results import BandwidthResult, TwoSampleTestResult
 
@@ -32,8 +32,12 @@ PAPER_PERMUTATIONS = 2000  # MMDAgg's B1 = B2: the default of the authors' code 
 
 def aggregated_test(Xt: Tensor, Yt: Tensor, kernel, bandwidth, count: int, alpha, alternative: str,
                     gen: torch.Generator, batch: int | None, engine: Backend, memory_budget: int,
-                    progress) -> TwoSampleTestResult:
-    """MMDAgg on validated samples (see :func:`mmdkit.mmd_test`, ``aggregate=True``)."""
+                    progress, sizes: tuple[int, int] | None = None) -> TwoSampleTestResult:
+    """MMDAgg on validated samples (see :func:`mmdkit.mmd_test`, ``aggregate=True``).
+
+    On a sharded backend (:mod:`mmdkit.distributed`) Xt, Yt are this rank's rows,
+    ``sizes`` the global (n, m) and ``bandwidth`` the resolved list.
+    """
     if alternative != "greater":
         raise ValueError(f"`alternative` must be 'greater' for an aggregated test, got {alternative!r}")
     if isinstance(alpha, bool) or not isinstance(alpha, (float, int)) or not 0 < alpha < 1:
@@ -54,13 +58,16 @@ def aggregated_test(Xt: Tensor, Yt: Tensor, kernel, bandwidth, count: int, alpha
         specs = list(resolve_kernel(kernel, list(bandwidth), Xt, Yt).components)
     if any(s.needs_bandwidth for s in specs):
         raise ValueError("every component of the aggregated `kernel` needs a bandwidth")
-    n, m = Xt.shape[0], Yt.shape[0]
+    local = (Xt.shape[0], Yt.shape[0])
+    n, m = sizes or local
     L = len(specs)
     w = np.full(L, 1.0 / L)
+    Z = torch.cat([Xt, Yt])
     with torch.no_grad():
-        observed, null, op = null_statistics(torch.cat([Xt, Yt]), n, m, specs, engine, True, gen, 2 * count,
-                                             False, batch, memory_budget, progress, "mmd_test (aggregated)")
-        stats = [float(_mmd2(Xt, Yt, s, "unbiased", engine).to(Xt.dtype)) for s in specs]
+        observed, null, op = null_statistics(Z, n, m, specs, engine, True, gen, 2 * count, False, batch,
+                                             memory_budget, progress, "mmd_test (aggregated)", local)
+        sums = [engine.block_sums(Z, local, s, exclude_diagonal=True) for s in specs]
+        stats = [float(mmd2_from_sums(S[0, 0], S[0, 1], S[1, 1], n, m, True).to(Xt.dtype)) for S in sums]
     # M1: the identity and the first set (quantiles); M2: the second set (level correction)
     M1 = np.sort(np.concatenate([observed[:, None], null[:, :count]], 1), 1)  # (L, B1 + 1)
     M2 = null[:, count:]  # (L, B2)

@@ -4,12 +4,17 @@
                 [--permutations 1000] [--seed 0] [--aggregate] [--json] [--plot OUT.png]
     mmdkit witness A.csv B.csv --plot OUT.png
     mmdkit kid REAL.npy FAKE.npy [--subsets 100] [--subset-size 1000] [--exact] [--seed 0] [--json]
+    torchrun --nproc-per-node 2 -m mmdkit test A.npy B.npy --seed 0 --json   (sharded over 2 processes)
 
 Samples are ``.npy`` (read with ``allow_pickle=False``), ``.csv`` (commas, an
 optional header row) or ``.txt`` (whitespace or commas), one point per row.
 Bad files stop with exit status 2 and a message naming the file and the problem.
 ``mmdkit kid`` memory-maps ``.npy`` files (``np.load(mmap_mode="r")``), so large
 feature files are read in row blocks rather than loaded and converted whole.
+Under ``torchrun`` (WORLD_SIZE > 1) ``mmdkit test`` runs :mod:`mmdkit.distributed`:
+each rank memory-maps the ``.npy`` files and reads its own contiguous block of
+rows (``.csv``/``.txt`` are read whole), gloo on CPUs and NCCL when CUDA is
+there; rank 0 prints the result, with ``"world_size"``.
 """
 from __future__ import annotations
 
@@ -156,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print the result as JSON")
     t.add_argument("--plot", metavar="OUT.png", help="write the null distribution (and 2-D witness) plot")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--timeout", type=float, default=300.0,
+                   help="under torchrun: seconds a rank waits for the others before it fails (default 300)")
 
     w = sub.add_parser("witness", help="witness-function heatmap of two 2-D samples")
     w.add_argument("a", metavar="A")
@@ -281,7 +288,92 @@ def _plot_test(res, X, Y, path: str) -> None:
     plt.close(fig)
 
 
+def _shard_rows(path: str, rank: int, world: int) -> tuple[np.ndarray, int]:
+    """(this rank's contiguous block of rows, the file's row count): a .npy file is memory-mapped and only
+    those rows are read; .csv and .txt files are read whole (checked like :func:`load_sample`)."""
+    p = Path(path)
+    if p.suffix.lower() != ".npy" or not p.is_file():
+        arr = load_sample(path)
+        n = arr.shape[0]
+        return arr[rank * n // world:(rank + 1) * n // world], n
+    try:
+        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{p}: cannot be read as a .npy array ({e})") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{p}: holds {arr.dtype} values, expected real numbers")
+    if arr.ndim not in (1, 2) or arr.size == 0:
+        raise InputError(f"{p}: expected a non-empty 2-D array (points x dimensions), got shape {arr.shape}")
+    n = arr.shape[0]
+    lo, hi = rank * n // world, (rank + 1) * n // world
+    rows = np.asarray(arr[lo:hi], dtype=np.float64).reshape(hi - lo, -1)
+    bad = ~np.isfinite(rows)
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{p}, row {lo + r + 1}, column {c + 1}: NaN or infinite value")
+    return rows, n
+
+
+def _run_test_distributed(a, world: int) -> int:
+    """``torchrun --nproc-per-node P -m mmdkit test ...``: each rank reads its rows, rank 0 prints."""
+    import os
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    from mmdkit import distributed as sharded
+    if a.test not in ("mmd", "energy"):
+        raise InputError(f"--test {a.test} does not run on a process group yet; use --test mmd or energy")
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=a.timeout))
+    try:
+        rank = dist.get_rank()
+        err, X, Y, n, m = None, None, None, 0, 0
+        try:
+            (X, n), (Y, m) = _shard_rows(a.a, rank, world), _shard_rows(a.b, rank, world)
+        except InputError as e:
+            err = str(e)
+        errors = [None] * world
+        dist.all_gather_object(errors, err)  # every rank learns of a bad file before any statistic waits
+        for r, e in enumerate(errors):
+            if e is not None:
+                raise InputError(f"rank {r}: {e}")
+        if cuda:
+            X, Y = torch.from_numpy(X).cuda(), torch.from_numpy(Y).cuda()
+        common = dict(n_permutations=a.permutations, seed=a.seed, alternative=a.alternative, backend=a.backend,
+                      progress=False if a.quiet or a.json else None)
+        if a.test == "energy":
+            if a.aggregate or a.bandwidth is not None or a.kernel != "gaussian":
+                raise InputError("--aggregate, --bandwidth and --kernel apply to --test mmd, not --test energy")
+            res = sharded.energy_test(X, Y, exponent=a.exponent, **common)
+        else:
+            res = sharded.mmd_test(X, Y, kernel=a.kernel, bandwidth=a.bandwidth, aggregate=a.aggregate,
+                                   alpha=a.alpha, **common)
+        s = _summary(res, np.empty((n, X.shape[1])), np.empty((m, 0)))
+        s["world_size"] = world
+        if rank == 0:
+            if a.plot:
+                from mmdkit.plotting import plot_null_distribution
+                plot_null_distribution(res, path=a.plot)
+                s["plot"] = a.plot
+            if a.json:
+                print(json.dumps(s, indent=2))
+            else:
+                _print_text(s)
+                print(f"  ranks: {world}")
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
 def _run_test(a) -> int:
+    import os
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        return _run_test_distributed(a, world)
     from mmdkit.two_sample import energy_test, mmd_test
     X, Y = _load_pair(a.a, a.b)
     common = dict(n_permutations=a.permutations, seed=a.seed, alternative=a.alternative,

@@ -23,6 +23,7 @@ subsample of the gathered data as one process (by global index).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -194,8 +195,31 @@ def _global_energy_offset(spec, Xt, Yt, n, m, ring) -> Tensor:
     return total
 
 
+def _heads(Xt: Tensor, Yt: Tensor, rows: int, ring: RingBackend) -> tuple[Tensor, Tensor]:
+    """The first ``rows`` rows of the gathered X and of the gathered Y, on every rank."""
+    layout = ring.layout((Xt.shape[0], Yt.shape[0]), Xt.device)
+    before = layout.sizes[:ring.rank].sum(0)
+    mine = [A.detach().cpu()[:max(0, rows - int(b))].numpy() for A, b in ((Xt, before[0]), (Yt, before[1]))]
+    parts = [None] * ring.world
+    dist.all_gather_object(parts, mine, group=ring.group)
+    return tuple(torch.from_numpy(np.concatenate([p[i] for p in parts])[:rows]).to(Xt.device) for i in (0, 1))
+
+
+def _aggregated(Xt, Yt, n, m, ring, kernel, bandwidth, count, alpha, gen, batch, memory_budget, progress):
+    """MMDAgg (:func:`mmdkit.aggregated.aggregated_test`) on the ring: its grid from the gathered first rows."""
+    from mmdkit.aggregated import aggregated_test
+    from mmdkit.bandwidth import GRID_POINTS, GRID_SIZE, _grid
+    if not isinstance(kernel, Mixture) and (bandwidth is None or (isinstance(bandwidth, str) and bandwidth == "grid")):
+        spec = spec_of(kernel)
+        if isinstance(spec, Mixture) or not spec.has_bandwidth:
+            raise ValueError(f"`bandwidth`='grid' needs a kernel with a bandwidth, got {spec.name}")
+        bandwidth = list(_grid(*_heads(Xt, Yt, GRID_POINTS, ring), spec, GRID_SIZE, GRID_POINTS))
+    return aggregated_test(Xt, Yt, kernel, bandwidth, count, alpha, "greater", gen, batch, ring, memory_budget,
+                           progress, sizes=(n, m))
+
+
 def _test(X, Y, spec_fn, unbiased, scale, test, n_permutations, seed, alternative, group, backend, batch,
-          memory_budget, progress, **agree):
+          memory_budget, progress, aggregate=None, **agree):
     if not isinstance(alternative, str) or alternative not in ALTERNATIVES:
         raise ValueError(f"`alternative` must be one of {ALTERNATIVES}, got {alternative!r}")
     count = check_int(n_permutations, "n_permutations", 1)
@@ -209,11 +233,15 @@ def _test(X, Y, spec_fn, unbiased, scale, test, n_permutations, seed, alternativ
     Xt, Yt, numpy_in, n, m, ring = _setup(X, Y, group, 2 if unbiased else 1, backend, "ieee",
                                           n_permutations=count, seed=int(seed), alternative=alternative,
                                           batch=batch, **agree)
+    show = progress if dist.get_rank(group) == 0 else False
+    if aggregate is not None:  # (kernel, bandwidth, alpha) of MMDAgg
+        res = _aggregated(Xt, Yt, n, m, ring, *aggregate[:2], count, aggregate[2], generator(int(seed)), batch,
+                          memory_budget, show)
+        return dataclasses.replace(res, backend=f"ring({ring.local.name})")
     spec = spec_fn(Xt, Yt, n, m, ring)
     scale = n * m / (n + m) if scale is None else scale
     exact = math.comb(n + m, n) <= count
     count = math.comb(n + m, n) if exact else count
-    show = progress if dist.get_rank(group) == 0 else False
     with torch.no_grad():
         S = ring.block_sums(torch.cat([Xt, Yt]), (Xt.shape[0], Yt.shape[0]), spec, exclude_diagonal=unbiased)
         statistic = float(mmd2_from_sums(S[0, 0], S[0, 1], S[1, 1], n, m, unbiased)) * scale
@@ -229,15 +257,18 @@ def _test(X, Y, spec_fn, unbiased, scale, test, n_permutations, seed, alternativ
 
 def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int = 1000, seed=None,
              alternative: str = "greater", group=None, backend: str = "auto", batch: int | None = None,
-             memory_budget: int = DEFAULT_MEMORY_BUDGET, progress: bool | None = None) -> TwoSampleTestResult:
+             memory_budget: int = DEFAULT_MEMORY_BUDGET, aggregate: bool = False, alpha: float = 0.05,
+             progress: bool | None = None) -> TwoSampleTestResult:
     """:func:`mmdkit.mmd_test` of the gathered data; the same seed gives the same p-value as one process.
 
     ``seed`` None draws one on rank 0 and broadcasts it. Permutation labels are
     computed on each rank from (seed, permutation, global row); they never travel.
+    ``aggregate=True`` is MMDAgg, its "grid" from the gathered data's first rows.
     """
     return _test(X, Y, lambda Xt, Yt, n, m, ring: _spec(kernel, bandwidth, Xt, Yt, n, m, ring), True, 1.0, "mmd",
                  n_permutations, seed, alternative, group, backend, batch, memory_budget, progress,
-                 kernel=repr(kernel), bandwidth=repr(bandwidth))
+                 aggregate=(kernel, bandwidth, alpha) if aggregate else None, kernel=repr(kernel),
+                 bandwidth=repr(bandwidth), alpha=alpha, aggregated=bool(aggregate))
 
 
 def energy_test(X, Y, exponent: float = 1.0, n_permutations: int = 1000, seed=None, alternative: str = "greater",

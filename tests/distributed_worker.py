@@ -19,13 +19,41 @@ from mmdkit import Laplace
 from mmdkit import distributed as sharded
 
 
+def fault(mode: str, rank: int, X, Y) -> None:
+    """One bad rank (rank 1): every live rank must end with a clear error (printed, exit status 1)."""
+    seed = 0
+    if rank == 1:
+        if mode == "d":
+            X, Y = X[:, :2], Y[:, :2]
+        elif mode == "nan":
+            X = X.copy()
+            X[0, 0] = np.nan
+        elif mode == "seed":
+            seed = 4
+        elif mode == "die":
+            os._exit(3)
+    try:
+        sharded.mmd_test(X, Y, n_permutations=50, seed=seed)
+    except Exception as e:  # noqa: BLE001 (the test reads what each rank reports)
+        print(f"ERROR {type(e).__name__}: {e}", flush=True)
+        sys.exit(1)
+    print("OK (no error)", flush=True)
+
+
 def main():
     data, out = sys.argv[1], sys.argv[2]
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))
+    timeout = float(os.environ.get("MMDKIT_TEST_TIMEOUT", "60"))
+    try:
+        dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=timeout))
+    except Exception as e:  # noqa: BLE001 (a rank that never joins: the others time out here)
+        print(f"ERROR {type(e).__name__}: {e}", flush=True)
+        sys.exit(1)
     z = np.load(data)
     cut = lambda A, plan: A[int(plan[:rank].sum()):int(plan[:rank + 1].sum())]  # noqa: E731
     X, Y, T = cut(z["X"], z["px"]), cut(z["Y"], z["py"]), cut(z["T"], z["pt"])
+    if os.environ.get("MMDKIT_TEST_FAULT"):
+        return fault(os.environ["MMDKIT_TEST_FAULT"], rank, X, Y)
     Xt, Yt = torch.tensor(X, requires_grad=True), torch.tensor(Y, requires_grad=True)
     res = {}
     v = sharded.mmd2_unbiased(Xt, Yt)
@@ -38,9 +66,10 @@ def main():
     res["witness"] = np.asarray(sharded.witness(X, Y, T, bandwidth=0.8)).tolist()
     res["witness_energy"] = np.asarray(sharded.witness(X, Y, T, kernel="energy")).tolist()
     for name, r in (("mmd_test", sharded.mmd_test(X, Y, n_permutations=199, seed=3, batch=50)),
-                    ("energy_test", sharded.energy_test(X, Y, n_permutations=99, seed=5))):
+                    ("energy_test", sharded.energy_test(X, Y, n_permutations=99, seed=5)),
+                    ("mmdagg", sharded.mmd_test(X, Y, aggregate=True, n_permutations=99, seed=2))):
         res[name] = dict(statistic=r.statistic, pvalue=r.pvalue, null=r.null_distribution.tolist(),
-                         bandwidth=r.bandwidth)
+                         bandwidth=r.bandwidth, reject=r.reject)
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump(res, f)
     dist.destroy_process_group()

@@ -39,7 +39,8 @@ from mmdkit.kernels import Energy, Mixture, RingBackend, compute_dtype, get_back
 from mmdkit.results import TwoSampleTestResult
 from mmdkit.two_sample import ALTERNATIVES, DEFAULT_MEMORY_BUDGET
 
-__all__ = ["mmd2", "mmd2_unbiased", "mmd2_biased", "energy_distance", "witness", "mmd_test", "energy_test"]
+__all__ = ["mmd2", "mmd2_unbiased", "mmd2_biased", "mmd2_linear", "energy_distance", "witness", "mmd_test",
+           "energy_test"]
 
 MEDIAN_POINTS = 2000  # as mmdkit.bandwidth.resolve_kernel
 
@@ -131,19 +132,32 @@ def _out(value: Tensor, numpy_in: bool, dtype):
     return float(value.detach()) if numpy_in else value.to(dtype)
 
 
+def _gathered(A: Tensor, ring: RingBackend) -> Tensor:
+    """The gathered sample on every rank, this rank's rows as they are (differentiable), the others detached."""
+    parts = [None] * ring.world
+    dist.all_gather_object(parts, A.detach().cpu().numpy(), group=ring.group)
+    return torch.cat([A if r == ring.rank else torch.from_numpy(p).to(A) for r, p in enumerate(parts)])
+
+
 def mmd2(X, Y, kernel="gaussian", bandwidth=None, estimator: str = "unbiased", group=None, backend: str = "auto",
          precision: str = "ieee"):
     """:func:`mmdkit.mmd2` of the gathered X and Y, from this rank's rows; differentiable in them.
 
-    ``estimator`` "unbiased" or "biased" ("linear" pairs rows across ranks and is not offered).
-    The gradient on each rank is that of the global statistic with respect to its own rows.
+    The gradient on each rank is that of the global statistic with respect to
+    its own rows. "unbiased" and "biased" run on the ring; "linear" (O(N d))
+    gathers the samples on every rank (O(N d) traffic, like the ring) and pairs
+    rows by global index as one process does.
     """
-    if estimator not in ("unbiased", "biased"):
-        raise ValueError(f"`estimator` must be 'unbiased' or 'biased' on a process group, got {estimator!r}")
+    from mmdkit.estimators import ESTIMATORS, _mmd2
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"`estimator` must be one of {ESTIMATORS}, got {estimator!r}")
     unbiased = estimator == "unbiased"
-    Xt, Yt, numpy_in, n, m, ring = _setup(X, Y, group, 2 if unbiased else 1, backend, precision,
+    Xt, Yt, numpy_in, n, m, ring = _setup(X, Y, group, 1 if estimator == "biased" else 2, backend, precision,
                                           kernel=repr(kernel), bandwidth=repr(bandwidth), estimator=estimator)
     spec = _spec(kernel, bandwidth, Xt, Yt, n, m, ring)
+    if estimator == "linear":
+        value = _mmd2(_gathered(Xt, ring), _gathered(Yt, ring), spec, "linear", ring.local)
+        return _out(value, numpy_in, Xt.dtype)
     S = ring.block_sums(torch.cat([Xt, Yt]), (Xt.shape[0], Yt.shape[0]), spec, exclude_diagonal=unbiased)
     return _out(mmd2_from_sums(S[0, 0], S[0, 1], S[1, 1], n, m, unbiased), numpy_in, Xt.dtype)
 
@@ -156,6 +170,11 @@ def mmd2_unbiased(X, Y, kernel="gaussian", bandwidth=None, group=None, backend: 
 def mmd2_biased(X, Y, kernel="gaussian", bandwidth=None, group=None, backend: str = "auto"):
     """:func:`mmdkit.mmd2_biased` of the gathered data (see :func:`mmd2`)."""
     return mmd2(X, Y, kernel, bandwidth, "biased", group, backend)
+
+
+def mmd2_linear(X, Y, kernel="gaussian", bandwidth=None, group=None, backend: str = "auto"):
+    """:func:`mmdkit.mmd2_linear` of the gathered data (pairs by global index; see :func:`mmd2`)."""
+    return mmd2(X, Y, kernel, bandwidth, "linear", group, backend)
 
 
 def energy_distance(X, Y, unbiased: bool = False, exponent: float = 1.0, group=None, backend: str = "auto"):

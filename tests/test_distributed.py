@@ -85,6 +85,13 @@ def test_every_statistic_equals_the_single_process_result(world, tmp_path):
         assert res["mmdagg"]["bandwidth"] == pytest.approx(list(tests["mmdagg"].bandwidth), rel=1e-14)
         assert res["mmdagg"]["reject"] == tests["mmdagg"].reject
     # each rank: the gradient of the global statistic with respect to its own rows; witness at its own points
+    Xl = torch.tensor(X, requires_grad=True)
+    lin = mmdkit.mmd2_linear(Xl, torch.tensor(Y), bandwidth=0.9)
+    lin.backward()
+    for res in ranks:
+        assert res["mmd2_linear"] == pytest.approx(float(lin.detach()), rel=1e-12, abs=1e-15)
+    gl = np.concatenate([np.array(res["grad_linear"]).reshape(-1, 3) for res in ranks])
+    np.testing.assert_allclose(gl, Xl.grad.numpy(), rtol=1e-12, atol=1e-15)
     gx = np.concatenate([np.array(res["grad_x"]).reshape(-1, 3) for res in ranks])
     gy = np.concatenate([np.array(res["grad_y"]).reshape(-1, 3) for res in ranks])
     np.testing.assert_allclose(gx, Xt.grad.numpy(), rtol=1e-10, atol=1e-14)

@@ -5,6 +5,7 @@ Examples
 python -m mmdkit.gan train --loss mmd-gan --data grid25 --steps 3000 --seed 0 --out runs/mmd
 python -m mmdkit.gan train --loss mmd-gan --set critic_objective=attractive --set penalty.weight=1 --out runs/mmd-a
 python -m mmdkit.gan bench --steps 3000 --seeds 0 1 2
+torchrun --nproc-per-node 2 -m mmdkit.gan train-dp --data ring8 --steps 500 --out runs/gmmn-dp
 """
 from __future__ import annotations
 
@@ -40,6 +41,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="override one of the loss's settings (repeatable), e.g. lr_c=3e-3, "
                         "critic_objective=attractive, penalty.weight=1 (values as Python literals)")
     t.add_argument("--no-progress", action="store_true")
+    dp = sub.add_parser("train-dp", help="GMMN with one global MMD over every rank's batch (run under torchrun)")
+    dp.add_argument("--data", default="ring8", choices=sorted(DATASETS))
+    dp.add_argument("--steps", type=int, default=500)
+    dp.add_argument("--batch-size", type=int, default=512, help="global batch (split over the ranks)")
+    dp.add_argument("--seed", type=int, default=0)
+    dp.add_argument("--lr", type=float, default=1e-3)
+    dp.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    dp.add_argument("--out", default=None, help="folder for metrics.json (rank 0)")
+    dp.add_argument("--timeout", type=float, default=300.0, help="process-group timeout in seconds")
+    dp.add_argument("--no-progress", action="store_true")
     b = sub.add_parser("bench", help="every loss on ring8 and grid25 for several seeds -> bench/GAN_RESULTS.md")
     b.add_argument("--losses", nargs="+", default=None, choices=sorted(LOSSES), help="default: all")
     b.add_argument("--data", nargs="+", default=["ring8", "grid25"], choices=sorted(DATASETS))
@@ -106,6 +117,9 @@ def main(argv=None) -> int:
         shown = {k: v for k, v in m.items() if k != "settings"}
         print(json.dumps(shown, indent=1, default=str))
         return 0
+    if args.command == "train-dp":
+        from mmdkit.gan.data_parallel import main as train_dp
+        return train_dp(args)
     from mmdkit.gan.bench import run_bench
     command = "python -m mmdkit.gan " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     run_bench(args.losses, tuple(args.data), tuple(args.seeds), args.steps, args.out_md, args.workdir,

@@ -75,6 +75,7 @@ class RingBackend(Backend):
     def __init__(self, local: Backend, group=None):
         self.local, self.group = local, group
         self.rank, self.world = dist.get_rank(group), dist.get_world_size(group)
+        self.bytes_sent = 0  # tensor bytes this rank sent point to point (the ring; collectives not counted)
 
     # -- communication ---------------------------------------------------------------------------
     def layout(self, sizes: tuple[int, ...], device) -> Layout:
@@ -97,6 +98,7 @@ class RingBackend(Backend):
         for k in range(1, steps + 1):
             src = (self.rank + k) % self.world
             buf = torch.empty(layout.rows(src), Z.shape[1], dtype=Z.dtype, device=Z.device)
+            self.bytes_sent += cur.numel() * cur.element_size()
             ops = [dist.P2POp(dist.isend, cur, self._peer(self.rank - 1), self.group),
                    dist.P2POp(dist.irecv, buf, self._peer(self.rank + 1), self.group)]
             for req in dist.batch_isend_irecv(ops):

@@ -15,7 +15,38 @@ from torch import Tensor
 from mmdkit.kernels import KERNELS, KernelSpec
 
 __all__ = ["as_tensor", "as_samples", "as_pair", "check_finite", "spec_of", "check_bandwidth", "check_int",
-           "output"]
+           "output", "FeatureKernel", "is_feature_kernel", "FEATURE_KERNEL_USES"]
+
+FEATURE_KERNEL_USES = "mmd2, mmd2_unbiased, mmd2_biased, mmd2_linear, witness and mmd_test (aggregate=False)"
+
+
+class FeatureKernel:
+    """A kernel given as weighted terms on feature maps: k(x, y) = sum_t w_t k_t(f_t(x), f_t(y)).
+
+    ``terms(Z)`` returns a list of (F_t, spec_t, w_t): F_t (N, d_t) the
+    feature map f_t applied to each row of Z (same dtype and device as Z),
+    spec_t a ready KernelSpec, w_t >= 0 a float or a 0-d tensor. Every MMD
+    estimator, the witness and the permutation statistics are linear in k, so
+    mmdkit evaluates them term by term through the engine and adds them with
+    the weights. The feature maps must act on each row alone (no batch
+    statistics). Accepted as ``kernel=`` by the functions in
+    ``FEATURE_KERNEL_USES``; everything else refuses it.
+    """
+
+    name = "feature"
+
+    def terms(self, Z: Tensor) -> list:
+        raise NotImplementedError  # abstract: a feature kernel defines its terms
+
+
+def is_feature_kernel(kernel, bandwidth) -> bool:
+    """True for a :class:`FeatureKernel` ``kernel=`` (which carries its bandwidths: ``bandwidth`` must be None)."""
+    if not isinstance(kernel, FeatureKernel):
+        return False
+    if bandwidth is not None:
+        raise ValueError(f"`bandwidth` does not apply to a {type(kernel).__name__} (its bandwidths are part "
+                         f"of the kernel), got {bandwidth!r}")
+    return True
 
 
 def as_tensor(X, name: str, min_n: int = 1) -> tuple[Tensor, bool]:
@@ -113,9 +144,12 @@ def spec_of(kernel) -> KernelSpec:
         return kernel
     if isinstance(kernel, type) and issubclass(kernel, KernelSpec):
         return kernel()
+    if isinstance(kernel, FeatureKernel):
+        raise TypeError(f"`kernel` is a {type(kernel).__name__} (a kernel on learned features), which only "
+                        f"{FEATURE_KERNEL_USES} accept; this function needs a name or a KernelSpec")
     raise TypeError(f"`kernel` must be a name or a KernelSpec, got {type(kernel).__name__}")
 
 
 def output(value: Tensor, numpy_out: bool, dtype: torch.dtype):
     """The result in the caller's type: a float for numpy input, else a tensor of ``dtype``."""
-    return float(value) if numpy_out else value.to(dtype)
+    return float(value.detach()) if numpy_out else value.to(dtype)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mmdkit._validation import as_pair, as_tensor, check_finite, output
+from mmdkit._validation import FeatureKernel, as_pair, as_tensor, check_finite, is_feature_kernel, output
 from mmdkit.bandwidth import median_bandwidth, resolve_kernel
 from mmdkit.kernels import Backend, Energy, KernelSpec, Mixture, compute_dtype, get_backend, paired_values
 
@@ -31,6 +31,19 @@ def mmd2_from_sums(Sxx, Sxy, Syy, n: int, m: int, unbiased: bool):
     if unbiased:
         return Sxx / (n * (n - 1)) + Syy / (m * (m - 1)) - 2 * Sxy / (n * m)
     return Sxx / n**2 + Syy / m**2 - 2 * Sxy / (n * m)
+
+
+def _terms(kernel: KernelSpec | FeatureKernel, *samples: Tensor) -> list:
+    """[(features of each sample, spec, weight)]: one term (the samples, weight 1) for a spec, else the
+    :class:`~mmdkit._validation.FeatureKernel`'s terms on the pooled samples, split back per sample.
+
+    The one place a statistic meets a feature kernel: every statistic is linear in k, so callers sum
+    w x (the statistic of each term).
+    """
+    if not isinstance(kernel, FeatureKernel):
+        return [(samples, kernel, 1.0)]
+    sizes = [A.shape[0] for A in samples]
+    return [(F.split(sizes), spec, w) for F, spec, w in kernel.terms(torch.cat(samples))]
 
 
 def _mmd2(X: Tensor, Y: Tensor, spec: KernelSpec, estimator: str, engine: Backend) -> Tensor:
@@ -54,8 +67,11 @@ def mmd2(X, Y, kernel="gaussian", bandwidth=None, estimator: str = "unbiased", b
     Parameters
     ----------
     X, Y : tensor or array, shape (n, d) and (m, d), or (n,) for d = 1
-    kernel : str or KernelSpec
-        "gaussian", "laplace", "energy", "rq", "imq", "polynomial", or a spec.
+    kernel : str, KernelSpec or FeatureKernel
+        "gaussian", "laplace", "energy", "rq", "imq", "polynomial", or a spec;
+        or a kernel on features such as a trained
+        :class:`mmdkit.deep_kernel.LearnedKernel` (then ``bandwidth`` must be
+        None): MMD^2 is linear in k, so it is the weighted sum of each term's.
     bandwidth : float, "median", list of floats or None
         None means "median" for kernels with a bandwidth. A list gives a
         mixture (sum) of the kernel at those bandwidths.
@@ -105,8 +121,10 @@ def mmd2(X, Y, kernel="gaussian", bandwidth=None, estimator: str = "unbiased", b
     if estimator == "linear" and precision != "ieee":
         raise ValueError(f"`precision`={precision!r} applies to the pairwise engine; the linear estimator is "
                          "elementwise and always computed exactly (leave `precision`='ieee')")
-    spec = resolve_kernel(kernel, bandwidth, X, Y)
-    return output(_mmd2(X, Y, spec, estimator, engine), numpy_out, X.dtype)
+    if not is_feature_kernel(kernel, bandwidth):
+        kernel = resolve_kernel(kernel, bandwidth, X, Y)
+    value = sum(w * _mmd2(FX, FY, spec, estimator, engine) for (FX, FY), spec, w in _terms(kernel, X, Y))
+    return output(value, numpy_out, X.dtype)
 
 
 def mmd2_unbiased(X, Y, kernel="gaussian", bandwidth=None, backend: str = "auto", precision: str = "ieee"):
@@ -224,7 +242,7 @@ def witness(X, Y, T, kernel="gaussian", bandwidth=None, backend: str = "auto", p
     ----------
     X, Y : samples, shape (n, d) and (m, d)
     T : points, shape (k, d)
-    kernel, bandwidth, backend, precision : as in :func:`mmd2`; "median" uses X and Y.
+    kernel, bandwidth, backend, precision : as in :func:`mmd2` (a FeatureKernel too); "median" uses X and Y.
 
     Returns
     -------
@@ -248,8 +266,9 @@ def witness(X, Y, T, kernel="gaussian", bandwidth=None, backend: str = "auto", p
     T_ = T_.to(X.device, X.dtype)
     check_finite(T=T_)
     engine = get_backend(backend, X.device, X.dtype, precision)
-    spec = resolve_kernel(kernel, bandwidth, X, Y)
-    f = _witness(X, Y, T_, spec, engine)
+    if not is_feature_kernel(kernel, bandwidth):
+        kernel = resolve_kernel(kernel, bandwidth, X, Y)
+    f = sum(w * _witness(FX, FY, FT, spec, engine) for (FX, FY, FT), spec, w in _terms(kernel, X, Y, T_))
     return f.detach().cpu().numpy() if (xn and yn and tn) else f
 
 

@@ -12,11 +12,11 @@ import torch
 
 from mmdkit._permutations import generator, null_statistics, pvalue
 from mmdkit._progress import check_progress
-from mmdkit._validation import as_pair, check_int, output
+from mmdkit._validation import FeatureKernel, as_pair, check_int, is_feature_kernel, output
 from mmdkit.aggregated import aggregated_test
 from mmdkit.bandwidth import resolve_kernel
-from mmdkit.estimators import _energy_distance, _mmd2
-from mmdkit.kernels import Energy, Mixture, get_backend
+from mmdkit.estimators import _energy_distance, _mmd2, _terms
+from mmdkit.kernels import Backend, Energy, KernelSpec, Mixture, get_backend
 from mmdkit.results import TwoSampleTestResult
 
 __all__ = ["mmd_test", "energy_test", "ALTERNATIVES", "DEFAULT_MEMORY_BUDGET"]
@@ -138,8 +138,11 @@ def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int = 1000
     Parameters
     ----------
     X, Y : tensor or array, shape (n, d) and (m, d), or (n,) for d = 1; n, m >= 2
-    kernel : str or KernelSpec
-        As in :func:`mmdkit.mmd2`.
+    kernel : str, KernelSpec or FeatureKernel
+        As in :func:`mmdkit.mmd2`. A FeatureKernel (e.g. the trained kernel of
+        :func:`mmdkit.learned_kernel_test`) needs ``bandwidth=None`` and
+        ``aggregate=False``: its statistic and every permutation's are the
+        weighted sums over its terms, all terms permuted alike.
     bandwidth : float, "median", list of floats, "grid" or None
         As in :func:`mmdkit.mmd2` (a list is a sum of kernels, one test).
         With ``aggregate=True``: a list or "grid" (None means "grid", see
@@ -221,21 +224,53 @@ def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int = 1000
         raise TypeError(f"`aggregate` must be True or False, got {aggregate!r}")
     engine = get_backend(backend, Xt.device, Xt.dtype, precision)
     gen = generator(seed)
+    if is_feature_kernel(kernel, bandwidth):
+        if aggregate:
+            raise ValueError(f"`aggregate=True` tests one kernel per bandwidth of a spec; a "
+                             f"{type(kernel).__name__} is one kernel (use aggregate=False)")
+        return _mmd_test(Xt, Yt, kernel, count, alternative, gen, batch, engine, memory_budget, progress, numpy_in)
     if aggregate:
         return aggregated_test(Xt, Yt, kernel, bandwidth, count, alpha, alternative, gen, batch, engine,
                                memory_budget, progress)
     if isinstance(bandwidth, str) and bandwidth == "grid":
         raise ValueError("`bandwidth='grid'` needs `aggregate=True` (one test per bandwidth)")
     spec = resolve_kernel(kernel, bandwidth, Xt, Yt)
+    return _mmd_test(Xt, Yt, spec, count, alternative, gen, batch, engine, memory_budget, progress, numpy_in)
+
+
+def _same_draws(gen: torch.Generator) -> torch.Generator:
+    """A new generator in ``gen``'s state (it draws the same permutations)."""
+    g = torch.Generator()
+    g.set_state(gen.get_state())
+    return g
+
+
+def _mmd_test(Xt, Yt, kernel: KernelSpec | FeatureKernel, count: int, alternative: str, gen: torch.Generator,
+              batch, engine: Backend, memory_budget: int, progress, numpy_in: bool) -> TwoSampleTestResult:
+    """The permutation test on MMD^2_u of validated samples for a resolved spec or a feature kernel.
+
+    A feature kernel's statistic and null are the weighted sums over its terms,
+    every term permuted by the same draws (a copy of ``gen`` per term, ``gen``
+    itself for the last, so ``gen`` ends where one spec would leave it).
+    """
     n, m = Xt.shape[0], Yt.shape[0]
     exact = math.comb(n + m, n) <= count
     count = math.comb(n + m, n) if exact else count
     with torch.no_grad():
-        statistic = float(output(_mmd2(Xt, Yt, spec, "unbiased", engine), numpy_in, Xt.dtype))  # mmd2_unbiased's
-        observed, null, op = null_statistics(torch.cat([Xt, Yt]), n, m, [spec], engine, True, gen, count, exact,
-                                             batch, memory_budget, progress, "mmd_test")
-    bw = spec.bandwidths if isinstance(spec, Mixture) else spec.bandwidth
+        terms = [(F, spec, float(w)) for F, spec, w in _terms(kernel, Xt, Yt)]
+        value = sum(w * _mmd2(FX, FY, spec, "unbiased", engine) for (FX, FY), spec, w in terms)
+        statistic = float(output(value, numpy_in, Xt.dtype))  # mmd2_unbiased's
+        observed, null = 0.0, 0.0
+        for i, ((FX, FY), spec, w) in enumerate(terms):
+            draws = gen if i == len(terms) - 1 else _same_draws(gen)
+            obs, nul, op = null_statistics(torch.cat([FX, FY]), n, m, [spec], engine, True, draws, count, exact,
+                                           batch, memory_budget, progress, "mmd_test")
+            observed, null = observed + w * obs[0], null + w * nul[0]
+    if isinstance(kernel, FeatureKernel):
+        bw = None
+    else:
+        bw = kernel.bandwidths if isinstance(kernel, Mixture) else kernel.bandwidth
     return TwoSampleTestResult(
-        statistic=statistic, pvalue=pvalue(null[0], observed[0], alternative, exact, op.dtype),
-        null_distribution=null[0], n_permutations=count, exact=exact, kernel=spec, bandwidth=bw,
+        statistic=statistic, pvalue=pvalue(null, observed, alternative, exact, op.dtype),
+        null_distribution=null, n_permutations=count, exact=exact, kernel=kernel, bandwidth=bw,
         backend=engine.name, method=op.method, alternative=alternative, test="mmd")

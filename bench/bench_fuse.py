@@ -40,7 +40,7 @@ def test_fuse_bare_gemms(benchmark):
     n, d, P = SETTING
     N = 2 * n
     g = torch.Generator().manual_seed(0)
-    rows = blocked._ranges(N, blocked.PERM_TILE_DENSE)
+    rows = blocked._ranges(N, blocked.dense_tile(N))
     tiles = [(i0, i1, j0, j1, torch.rand(i1 - i0, j1 - j0, generator=g))
              for i0, i1, j0, j1, _ in blocked.tiles(rows)]
     E = torch.rand(N, P + 1, generator=g)

@@ -46,6 +46,26 @@ TILE_ROWS, TILE_COLS, TILE_SYM = 512, 1024, 768
 # may be larger than the L2-sized ones; dense (cached) tiles stay smaller so the triangle
 # saves more of the product (1024: 62% of K0 @ E at N = 4000).
 PERM_TILE_DENSE, PERM_TILE_STREAM = 1024, 2048
+# Below 4 x PERM_TILE_DENSE points the dense tiles are N / 4 rows (at least PERM_TILE_MIN), so the
+# triangle still skips 6 of 16 blocks (one 1024-row tile at N = 1000 would compute the full square).
+PERM_TILE_MIN = 128
+# Column sums of (rows, B) float32 blocks: float32 over groups of this many rows, float64 across groups
+# (a float64 reduction of every element costs ~10x; a 32-term float32 sum adds ~32 eps relative).
+SUM_GROUP = 32
+
+
+def _colsum64(T: Tensor) -> Tensor:
+    """Column sums of T (R, B) in float64: exact-ish and fast (float32 groups of SUM_GROUP rows)."""
+    if T.dtype == torch.float64:
+        return T.sum(0)
+    full = T.shape[0] // SUM_GROUP * SUM_GROUP
+    out = T[:full].view(-1, SUM_GROUP, T.shape[1]).sum(1).sum(0, dtype=torch.float64)
+    return out + T[full:].sum(0, dtype=torch.float64) if full < T.shape[0] else out
+
+
+def dense_tile(N: int) -> int:
+    """Row tile of the dense permutation operator for N points (see PERM_TILE_MIN)."""
+    return min(PERM_TILE_DENSE, max(PERM_TILE_MIN, -(-N // 4)))
 # Up to this d, distance tiles come from direct differences: the norm expansion
 # loses the small distances of dense low-dimensional data (sqrt(t) of a
 # rounding error), and at such d the differences cost no more than the matmul.
@@ -474,7 +494,7 @@ class PermutationSums:
         for i, s in enumerate(specs):
             self.groups.setdefault(s.norm, []).append(i)
         N, item = Z.shape[0], torch.finfo(self.dtype).bits // 8
-        dense_rows = _ranges(N, PERM_TILE_DENSE)
+        dense_rows = _ranges(N, dense_tile(N))
         upper = sum((i1 - i0) * (N - i0) for i0, i1 in dense_rows)  # entries in the upper tiles
         self.method = "dense" if len(specs) * upper * item <= memory_budget else "streamed"
         self.rows = dense_rows if self.method == "dense" else _ranges(N, PERM_TILE_STREAM)
@@ -523,17 +543,18 @@ class PermutationSums:
 
         def finish():  # block row done: acc = (U V)[rows]
             for s, A in enumerate(acc):
-                q[s] += (V[row[0]:row[1]] * A).sum(0, dtype=f64)
-                c[s] += A.sum(0, dtype=f64)
+                q[s] += _colsum64(V[row[0]:row[1]] * A)
+                c[s] += _colsum64(A)
                 if first:
                     u1[s][row[0]:row[1]] = A[:, 0]
         for i0, i1, j0, j1, ks in (self.cache or self._upper_tiles()):
             if (i0, i1) != row:
                 if row is not None:
                     finish()
-                row, acc = (i0, i1), [torch.zeros(i1 - i0, V.shape[1], dtype=E.dtype, device=E.device) for _ in ks]
-            for A, k in zip(acc, ks):
-                A.addmm_(k, V[j0:j1])  # (BM, BN) @ (BN, B) -> (BM, B)
+                row, acc = (i0, i1), [k @ V[j0:j1] for k in ks]  # the row's first tile: (BM, BN) @ (BN, B)
+            else:
+                for A, k in zip(acc, ks):
+                    A.addmm_(k, V[j0:j1])
             if tick is not None:
                 tick(E.shape[1])
         finish()

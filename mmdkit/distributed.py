@@ -7,11 +7,16 @@ returns on the gathered data, where X is the ranks' X shards concatenated
 in rank order and Y the same way (float64: equal up to rounding, the sums
 being ordered differently; p-values equal for the same seed):
 
+Under ``torchrun --nproc-per-node 2 script.py`` (X_mine, Y_mine: this rank's rows):
+
 >>> import torch.distributed as dist                      # doctest: +SKIP
 >>> from mmdkit import distributed as sharded             # doctest: +SKIP
->>> dist.init_process_group("gloo")                       # torchrun --nproc-per-node 2 ...
->>> sharded.mmd2_unbiased(X_mine, Y_mine)                 # the MMD^2 of all ranks' rows, on every rank
->>> sharded.mmd_test(X_mine, Y_mine, seed=0).pvalue       # = mmdkit.mmd_test(X, Y, seed=0).pvalue
+>>> dist.init_process_group("gloo")                       # doctest: +SKIP
+>>> sharded.mmd2_unbiased(X_mine, Y_mine)                 # doctest: +SKIP
+>>> sharded.mmd_test(X_mine, Y_mine, seed=0).pvalue       # doctest: +SKIP
+
+The first is the MMD^2 of all ranks' rows, on every rank; the second equals
+``mmdkit.mmd_test(X, Y, seed=0).pvalue`` on the gathered X and Y.
 
 The statistics run on :class:`mmdkit.kernels.ring.RingBackend` (shards
 travel a ring; labels of permutations are computed locally from the seed).

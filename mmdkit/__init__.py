@@ -14,6 +14,7 @@ from mmdkit.two_sample import energy_test, mmd_test
 from mmdkit.kid import KID, KIDResult, kid
 from mmdkit.fuse import fuse_test
 from mmdkit.cross_mmd import cross_mmd_test
+from mmdkit.deep_kernel import LearnedKernel, LearnedKernelTestResult, learned_kernel_test, power_criterion
 
 __version__ = "0.1.0"
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "median_bandwidth", "bandwidth_grid", "KernelSpec", "Gaussian", "Laplace", "Energy", "RationalQuadratic",
     "IMQ", "Polynomial", "Mixture", "mmd_test", "energy_test", "TwoSampleTestResult", "BandwidthResult",
     "kid", "KID", "KIDResult", "fuse_test", "cross_mmd_test",
+    "learned_kernel_test", "LearnedKernel", "LearnedKernelTestResult", "power_criterion",
 ]

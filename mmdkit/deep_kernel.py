@@ -107,7 +107,8 @@ class LearnedKernel(FeatureKernel, torch.nn.Module):
     Examples
     --------
     >>> import torch, mmdkit
-    >>> from mmdkit.deep_kernel import LearnedKernel, mlp
+    >>> from mmdkit import LearnedKernel
+    >>> from mmdkit.deep_kernel import mlp
     >>> k = LearnedKernel(mlp(2, width=8, generator=torch.Generator().manual_seed(0)), 1.0, 2.0, 0.1).double()
     >>> X, Y = torch.zeros(3, 2, dtype=torch.float64), torch.ones(4, 2, dtype=torch.float64)
     >>> bool(mmdkit.mmd2_unbiased(X, Y, kernel=k) > 0)
@@ -244,7 +245,7 @@ def power_criterion(X, Y, kernel="gaussian", bandwidth=None, lam: float = DEFAUL
     Examples
     --------
     >>> import numpy as np
-    >>> from mmdkit.deep_kernel import power_criterion
+    >>> from mmdkit import power_criterion
     >>> rng = np.random.default_rng(0)
     >>> X, Y = rng.normal(size=(200, 2)), rng.normal(size=(200, 2)) + [1.0, 0.0]
     >>> power_criterion(X, Y, bandwidth=1.0) > power_criterion(X, Y, bandwidth=0.01)  # 0.34 vs -0.001
@@ -434,7 +435,7 @@ def learned_kernel_test(X, Y, featurizer: torch.nn.Module | None = None, train_f
     Examples
     --------
     >>> import numpy as np
-    >>> from mmdkit.deep_kernel import learned_kernel_test
+    >>> from mmdkit import learned_kernel_test
     >>> rng = np.random.default_rng(0)
     >>> X, Y = rng.normal(size=(200, 2)), rng.normal(size=(200, 2)) * [1.0, 2.0]
     >>> res = learned_kernel_test(X, Y, epochs=50, width=16, n_permutations=200, seed=0)

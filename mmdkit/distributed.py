@@ -279,7 +279,7 @@ def _test(X, Y, spec_fn, unbiased, scale, test, n_permutations, seed, alternativ
         backend=f"ring({ring.local.name})", method=op.method, alternative=alternative, test=test)
 
 
-def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int = 1000, seed=None,
+def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int | None = None, seed=None,
              alternative: str = "greater", group=None, backend: str = "auto", batch: int | None = None,
              memory_budget: int = DEFAULT_MEMORY_BUDGET, aggregate: bool = False, alpha: float = 0.05,
              progress: bool | None = None) -> TwoSampleTestResult:
@@ -289,6 +289,9 @@ def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int = 1000
     computed on each rank from (seed, permutation, global row); they never travel.
     ``aggregate=True`` is MMDAgg, its "grid" from the gathered data's first rows.
     """
+    if n_permutations is None:  # as mmdkit.mmd_test
+        from mmdkit.aggregated import PAPER_PERMUTATIONS
+        n_permutations = PAPER_PERMUTATIONS if aggregate else 1000
     return _test(X, Y, lambda Xt, Yt, n, m, ring: _spec(kernel, bandwidth, Xt, Yt, n, m, ring), True, 1.0, "mmd",
                  n_permutations, seed, alternative, group, backend, batch, memory_budget, progress,
                  aggregate=(kernel, bandwidth, alpha) if aggregate else None, kernel=repr(kernel),

@@ -13,7 +13,7 @@ import torch
 from mmdkit._permutations import generator, null_statistics, pvalue
 from mmdkit._progress import check_progress
 from mmdkit._validation import FeatureKernel, as_pair, check_int, is_feature_kernel, output
-from mmdkit.aggregated import aggregated_test
+from mmdkit.aggregated import PAPER_PERMUTATIONS, aggregated_test
 from mmdkit.bandwidth import resolve_kernel
 from mmdkit.estimators import _energy_distance, _mmd2, _terms
 from mmdkit.kernels import Backend, Energy, KernelSpec, Mixture, get_backend
@@ -129,7 +129,7 @@ def energy_test(X, Y, exponent: float = 1.0, n_permutations: int = 1000, seed=No
         backend=engine.name, method=op.method, alternative=alternative, test="energy")
 
 
-def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int = 1000, seed=None,
+def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int | None = None, seed=None,
              alternative: str = "greater", batch: int | None = None, backend: str = "auto",
              memory_budget: int = DEFAULT_MEMORY_BUDGET, aggregate: bool = False, alpha: float = 0.05,
              progress: bool | None = None, precision: str = "ieee") -> TwoSampleTestResult:
@@ -147,10 +147,11 @@ def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int = 1000
         As in :func:`mmdkit.mmd2` (a list is a sum of kernels, one test).
         With ``aggregate=True``: a list or "grid" (None means "grid", see
         :func:`mmdkit.bandwidth_grid`), one test per bandwidth.
-    n_permutations : int
+    n_permutations : int or None
         Random relabellings; when C(n + m, n) <= n_permutations every distinct
         relabelling is enumerated instead (``exact=True``; never for an
         aggregated test, which draws 2 x n_permutations: B1 = B2 = n_permutations).
+        None: 1000, or 2000 for an aggregated test (B1 = B2 = 2000, the paper's).
     seed : None, int, torch.Generator or numpy.random.Generator
         Permutations are drawn on the CPU from a torch.Generator, so the same
         seed gives the same p-value on every backend and for numpy or torch input.
@@ -218,10 +219,12 @@ def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int = 1000
     >>> mmd_test(X, Y, aggregate=True, n_permutations=200, seed=0).reject
     True
     """
-    Xt, Yt, numpy_in, count, batch, memory_budget = _setup(X, Y, n_permutations, alternative, batch, memory_budget,
-                                                 progress, 2)
     if not isinstance(aggregate, bool):
         raise TypeError(f"`aggregate` must be True or False, got {aggregate!r}")
+    if n_permutations is None:
+        n_permutations = PAPER_PERMUTATIONS if aggregate else 1000
+    Xt, Yt, numpy_in, count, batch, memory_budget = _setup(X, Y, n_permutations, alternative, batch, memory_budget,
+                                                 progress, 2)
     engine = get_backend(backend, Xt.device, Xt.dtype, precision)
     gen = generator(seed)
     if is_feature_kernel(kernel, bandwidth):

@@ -55,3 +55,16 @@ def test_fuse_bare_gemms(benchmark):
     flops = KERNELS * sum(2 * (i1 - i0) * (j1 - j0) * (P + 1) for i0, i1, j0, j1, _ in tiles)
     benchmark.extra_info.update(n=n, m=n, d=d, n_permutations=P, kernels=KERNELS, dtype="float32", flops=flops,
                                 tiles=len(tiles))
+
+
+def test_mmdagg_paper_setting(benchmark):
+    """MMDAgg at its default (the perturbed-uniform setting of Schrab et al.: d = 1, n = m = 500, 10 Gaussian
+    bandwidths of the paper's grid, B1 = B2 = 2000, B3 = 50); smoke: n = m = 100, B1 = B2 = 200."""
+    import mmdkit
+    from mmdkit.kernels.reference import make_pair
+    n, P = sizes((500, None), (100, 200))
+    X, Y = make_pair(n, n, 1, shift=0.2, dtype=torch.float32)
+    res = benchmark.pedantic(lambda: mmdkit.mmd_test(X, Y, aggregate=True, n_permutations=P, seed=0, progress=False),
+                             rounds=3, warmup_rounds=1)
+    benchmark.extra_info.update(n=n, m=n, d=1, n_permutations=res.n_permutations, kernels=len(res.bandwidth),
+                                dtype="float32", method=res.method, pvalue=res.pvalue)

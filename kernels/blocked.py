@@ -547,11 +547,15 @@ class PermutationSums:
                 c[s] += _colsum64(A)
                 if first:
                     u1[s][row[0]:row[1]] = A[:, 0]
+        tall = max(i1 - i0 for i0, i1 in self.rows)
+        bufs = [torch.empty(tall, V.shape[1], dtype=E.dtype, device=E.device) for _ in range(count)]  # reused
         for i0, i1, j0, j1, ks in (self.cache or self._upper_tiles()):
             if (i0, i1) != row:
                 if row is not None:
                     finish()
-                row, acc = (i0, i1), [k @ V[j0:j1] for k in ks]  # the row's first tile: (BM, BN) @ (BN, B)
+                row, acc = (i0, i1), [buf[:i1 - i0] for buf in bufs]
+                for A, k in zip(acc, ks):  # the row's first tile: (BM, BN) @ (BN, B)
+                    torch.mm(k, V[j0:j1], out=A)
             else:
                 for A, k in zip(acc, ks):
                     A.addmm_(k, V[j0:j1])

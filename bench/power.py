@@ -1,7 +1,7 @@
 """Power tables: rejection rates at alpha = 0.05 of mmdkit's two-sample tests on two published benchmarks.
 
     .venv/bin/python bench/power.py --table blob|perturbed-uniform [--reps N] [--sizes ...]
-        [--perturbations ...] [--methods ...] [--cache runs/power] [--workers 1] [--output bench/POWER.md]
+        [--perturbations ...] [--methods ...] [--cache bench/power_cache] [--workers 1] [--output bench/POWER.md]
         [--device cpu|cuda] [--dtype float64|float32] [--null] [--report-only] [--no-write]
 
 Each (table, setting, method, repetition) result is appended, as soon as it
@@ -542,7 +542,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="perturbed-uniform: numbers of perturbations (0 = level)")
     a.add_argument("--null", action="store_true", help="blob: add P-vs-P rows (level) at every size")
     a.add_argument("--methods", nargs="+", default=list(METHODS), help=f"of {list(METHODS)}")
-    a.add_argument("--cache", type=Path, default=ROOT / "runs" / "power")
+    a.add_argument("--cache", type=Path, default=ROOT / "bench" / "power_cache",
+                   help="one JSONL file per table, method and setting; committed, so the next session resumes")
     a.add_argument("--workers", type=int, default=1, help="processes (each gets cpu_count / workers threads)")
     a.add_argument("--device", default="cpu", help="cpu (default: float64 numpy input) or e.g. cuda: torch tensors")
     a.add_argument("--dtype", default="float64", choices=["float64", "float32"],

@@ -79,12 +79,24 @@ def as_tensor(X, name: str, min_n: int = 1) -> tuple[Tensor, bool]:
     return X, was_numpy
 
 
+FINITE_CHUNK = 1 << 22  # elements checked at once: isfinite's temporaries stay ~16-32 MiB
+
+
+def _finite_flags(T: Tensor) -> list[Tensor]:
+    """0-d bool tensors, all True iff T is finite; in row blocks so large T make no full-size temporaries."""
+    if T.numel() <= FINITE_CHUNK or T.ndim == 0:
+        return [torch.isfinite(T).all()]
+    rows = max(1, FINITE_CHUNK // max(1, T[0].numel()))
+    return [torch.isfinite(T[i:i + rows]).all() for i in range(0, T.shape[0], rows)]
+
+
 def check_finite(**named: Tensor) -> None:
     """Raise naming the first argument with a NaN or inf; one device-to-host sync for all of them."""
-    if bool(torch.stack([torch.isfinite(T).all() for T in named.values()]).all()):
+    if bool(torch.stack([f for T in named.values() for f in _finite_flags(T)]).all()):
         return
     for name, T in named.items():
-        bad = int((~torch.isfinite(T)).sum())
+        bad = sum(int((~torch.isfinite(T[i:i + 4096])).sum()) for i in range(0, max(1, T.shape[0]), 4096)) \
+            if T.ndim else int(~torch.isfinite(T))
         if bad:
             raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s)")
 

@@ -66,10 +66,14 @@ def _shard(A, name: str) -> tuple[Tensor, bool]:
     return as_tensor(A, name)
 
 
-def _setup(X, Y, group, min_n: int, backend: str, precision: str, **must_agree):
-    """Validated local shards, global sizes and the ring backend (collectives: two all-gathers)."""
+def _setup(X, Y, group, min_n: int, backend: str, precision: str, points=None, **must_agree):
+    """Validated local shards, global sizes and the ring backend (collectives: two all-gathers).
+
+    ``points`` (a rank's evaluation points T, or None) are validated in the same agreement,
+    and come back as the last of the returned values (with "all inputs were numpy").
+    """
     _group_ok(group)
-    err, Xt, Yt, numpy_in = None, None, None, False
+    err, Xt, Yt, Tt, numpy_in = None, None, None, None, False
     try:
         Xt, xn = _shard(X, "X")
         Yt, yn = _shard(Y, "Y")
@@ -79,8 +83,15 @@ def _setup(X, Y, group, min_n: int, backend: str, precision: str, **must_agree):
                              f"{Yt.shape[1]}")
         dtype = torch.promote_types(Xt.dtype, Yt.dtype)
         Xt, Yt = Xt.to(dtype), Yt.to(dtype)
-        for name, T in (("X", Xt), ("Y", Yt)):
-            bad = int((~torch.isfinite(T)).sum())
+        named = [("X", Xt), ("Y", Yt)]
+        if points is not None:
+            Tt, tn = _shard(points, "T")
+            if Tt.shape[1] != Xt.shape[1]:
+                raise ValueError(f"`T` must have d = {Xt.shape[1]} columns like `X`, got {Tt.shape[1]}")
+            Tt, numpy_in = Tt.to(Xt.device, dtype), numpy_in and tn
+            named.append(("T", Tt))
+        for name, A in named:
+            bad = int((~torch.isfinite(A.detach())).sum())
             if bad:
                 raise ValueError(f"`{name}` contains {bad} NaN or infinite value(s)")
     except (TypeError, ValueError) as e:
@@ -107,6 +118,8 @@ def _setup(X, Y, group, min_n: int, backend: str, precision: str, **must_agree):
         if total < min_n:
             raise ValueError(f"`{name}` (gathered over the ranks) needs at least {min_n} points, got {total}")
     ring = RingBackend(get_backend(backend, Xt.device, Xt.dtype, precision), group)
+    if points is not None:
+        return Xt, Yt, numpy_in, n, m, ring, Tt
     return Xt, Yt, numpy_in, n, m, ring
 
 
@@ -192,16 +205,18 @@ def energy_distance(X, Y, unbiased: bool = False, exponent: float = 1.0, group=N
 
 
 def witness(X, Y, T, kernel="gaussian", bandwidth=None, group=None, backend: str = "auto"):
-    """:func:`mmdkit.witness` of the gathered X, Y at this rank's points T (its own values; differentiable in T)."""
-    Xt, Yt, numpy_in, n, m, ring = _setup(X, Y, group, 1, backend, "ieee", kernel=repr(kernel),
-                                          bandwidth=repr(bandwidth))
-    Tt, _ = _shard(T, "T")
+    """:func:`mmdkit.witness` of the gathered X, Y at this rank's points T (its own values; differentiable in T,
+    not in X and Y; numpy out when X, Y and T are all numpy)."""
+    Xt, Yt, numpy_in, n, m, ring, Tt = _setup(X, Y, group, 1, backend, "ieee", points=T, kernel=repr(kernel),
+                                              bandwidth=repr(bandwidth))
     spec = _spec(kernel, bandwidth, Xt, Yt, n, m, ring)
     dt = compute_dtype(Xt.dtype)
     v = torch.cat([torch.full((Xt.shape[0], 1), 1.0 / n, dtype=torch.float64),
                    torch.full((Yt.shape[0], 1), -1.0 / m, dtype=torch.float64)]).to(Xt.device, dt)
-    f = ring.kernel_matmul(Tt.to(Xt.dtype), torch.cat([Xt, Yt]), v, spec)[:, 0]
+    f = ring.kernel_matmul(Tt, torch.cat([Xt, Yt]), v, spec)[:, 0]
     f = f + _global_energy_offset(spec, Xt, Yt, n, m, ring)
+    if Tt.shape[0] == 0 and Tt.requires_grad:  # a rank without points: still part of T's graph (zero gradient)
+        f = f + Tt.sum() * 0
     out = f.to(Xt.dtype)
     return out.detach().numpy() if numpy_in else out
 

@@ -21,7 +21,7 @@ from mmdkit import distributed as sharded
 
 def fault(mode: str, rank: int, X, Y) -> None:
     """One bad rank (rank 1): every live rank must end with a clear error (printed, exit status 1)."""
-    seed = 0
+    seed, bandwidth, dtype = 0, None, np.float64
     if rank == 1:
         if mode == "d":
             X, Y = X[:, :2], Y[:, :2]
@@ -30,10 +30,14 @@ def fault(mode: str, rank: int, X, Y) -> None:
             X[0, 0] = np.nan
         elif mode == "seed":
             seed = 4
+        elif mode == "kernel":
+            bandwidth = 2.0
+        elif mode == "dtype":
+            dtype = np.float32
         elif mode == "die":
             os._exit(3)
     try:
-        sharded.mmd_test(X, Y, n_permutations=50, seed=seed)
+        sharded.mmd_test(X.astype(dtype), Y.astype(dtype), bandwidth=bandwidth, n_permutations=50, seed=seed)
     except Exception as e:  # noqa: BLE001 (the test reads what each rank reports)
         print(f"ERROR {type(e).__name__}: {e}", flush=True)
         sys.exit(1)
@@ -67,7 +71,10 @@ def main():
     res["mmd2_linear"], res["grad_linear"] = float(lin), Xl.grad.tolist()
     res["energy_v"] = sharded.energy_distance(X, Y)
     res["energy_u"] = sharded.energy_distance(X, Y, unbiased=True, exponent=1.5)
-    res["witness"] = np.asarray(sharded.witness(X, Y, T, bandwidth=0.8)).tolist()
+    Tt = torch.tensor(T, requires_grad=True)
+    w = sharded.witness(X, Y, Tt, bandwidth=0.8)
+    (w * w).sum().backward()
+    res["witness"], res["grad_t"] = w.detach().tolist(), Tt.grad.tolist()
     res["witness_energy"] = np.asarray(sharded.witness(X, Y, T, kernel="energy")).tolist()
     for name, r in (("mmd_test", sharded.mmd_test(X, Y, n_permutations=199, seed=3, batch=50)),
                     ("energy_test", sharded.energy_test(X, Y, n_permutations=99, seed=5)),

@@ -96,8 +96,13 @@ def test_every_statistic_equals_the_single_process_result(world, tmp_path):
     gy = np.concatenate([np.array(res["grad_y"]).reshape(-1, 3) for res in ranks])
     np.testing.assert_allclose(gx, Xt.grad.numpy(), rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(gy, Yt.grad.numpy(), rtol=1e-10, atol=1e-14)
+    Tt = torch.tensor(T, requires_grad=True)
+    wt = mmdkit.witness(X, Y, Tt, bandwidth=0.8)
+    (wt * wt).sum().backward()
     w = np.concatenate([res["witness"] for res in ranks])
-    np.testing.assert_allclose(w, mmdkit.witness(X, Y, T, bandwidth=0.8), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(w, wt.detach().numpy(), rtol=1e-12, atol=1e-15)
+    gt = np.concatenate([np.array(res["grad_t"]).reshape(-1, 3) for res in ranks])
+    np.testing.assert_allclose(gt, Tt.grad.numpy(), rtol=1e-11, atol=1e-15)
     we = np.concatenate([res["witness_energy"] for res in ranks])
     np.testing.assert_allclose(we, mmdkit.witness(X, Y, T, kernel="energy"), rtol=1e-12, atol=1e-13)
 
@@ -106,6 +111,8 @@ def test_every_statistic_equals_the_single_process_result(world, tmp_path):
     ("d", "d, dtype and input type"),
     ("nan", "rank 1: `X` contains 1 NaN"),
     ("seed", "`seed` must be the same on every rank"),
+    ("kernel", "`bandwidth` must be the same on every rank"),
+    ("dtype", "d, dtype and input type"),
 ])
 def test_bad_input_on_one_rank_is_a_clear_error_on_every_rank(fault, message, tmp_path):
     rng = np.random.default_rng(0)

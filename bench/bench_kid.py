@@ -12,8 +12,6 @@ tile) and the pairs each protocol sweeps. References in the same run:
   Z_i @ Z_j.T, with no kernel applied and no reduction;
 * peak RSS of the exact value in a fresh process (``peak_memory.py --stat kid_exact``).
 """
-import json
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -23,7 +21,7 @@ import torch
 
 import mmdkit
 from mmdkit.kernels.reference import make_pair
-from benchutil import record, sizes
+from benchutil import fresh_process, record, sizes
 
 SHAPES = sizes([(50_000, 2048)], [(2000, 64)])
 SUBSETS = sizes((100, 1000), (5, 500))  # (subsets, subset_size)
@@ -89,14 +87,5 @@ def test_kid_exact_bare_gemms(benchmark, matmul_gflops, n, d):
 @pytest.mark.parametrize("n,d", SHAPES, ids=[f"n{n}-d{d}" for n, d in SHAPES])
 def test_kid_exact_peak_memory(benchmark, n, d):
     script = Path(__file__).with_name("peak_memory.py")
-    args = [sys.executable, str(script), "--stat", "kid_exact", "--n", str(n), "--d", str(d)]
-    out = {}
-
-    def run():
-        out.update(json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout))
-
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    if not out:  # --benchmark-disable still calls run once
-        run()
-    benchmark.extra_info.update(out)
+    out = fresh_process(benchmark, [sys.executable, str(script), "--stat", "kid_exact", "--n", str(n), "--d", str(d)])
     assert out["n"] == n and out["peak_rss_mib"] > 0

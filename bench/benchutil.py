@@ -50,3 +50,20 @@ def bench_pair_statistic(benchmark, matmul_gflops, f, impl, n, d, mode):
     pairs = (2 * n) ** 2 / 2  # distinct pairs of the pooled sample (the engine uses symmetry)
     record(benchmark, matmul_gflops, n=n, m=n, d=d, dtype=X.dtype, backend=impl, pairs=pairs,
            flops=pairs * 2 * (d + 2), mode=mode)
+
+
+def fresh_process(benchmark, args) -> dict:
+    """Run ``args`` (a script printing one JSON line) once under ``benchmark`` in a fresh process
+    (peak RSS needs a process of its own); its JSON goes into extra_info and is returned."""
+    import json
+    import subprocess
+    out = {}
+
+    def run():
+        out.update(json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    if not out:  # --benchmark-disable still calls run once
+        run()
+    benchmark.extra_info.update(out)
+    return out

@@ -9,7 +9,7 @@ if __name__ != "mmdkit.kernels":
 
 from mmdkit.kernels.specs import (  # noqa: E402
     KERNELS, IMQ, Derivative, Energy, Gaussian, KernelSpec, Laplace, Mixture, Polynomial, RationalQuadratic,
-    derivative,
+    check_positive, derivative,
 )
 from mmdkit.kernels.blocked import (  # noqa: E402
     PermutationSums, block_sums, compute_dtype, kernel_matmul, kernel_matmuls, paired_values,
@@ -20,6 +20,7 @@ from mmdkit.kernels.backends import (  # noqa: E402
 from mmdkit.kernels.ring import Layout, RingBackend  # noqa: E402
 
 __all__ = ["KERNELS", "IMQ", "Derivative", "Energy", "Gaussian", "KernelSpec", "Laplace", "Mixture",
-           "Polynomial", "RationalQuadratic", "derivative", "PermutationSums", "block_sums", "compute_dtype",
+           "Polynomial", "RationalQuadratic", "check_positive", "derivative", "PermutationSums", "block_sums",
+           "compute_dtype",
            "kernel_matmul", "kernel_matmuls", "paired_values", "BACKENDS", "PRECISIONS", "Backend", "TorchBackend",
            "TritonBackend", "get_backend", "Layout", "RingBackend"]

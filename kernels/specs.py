@@ -37,7 +37,7 @@ from torch import Tensor
 
 __all__ = [
     "KernelSpec", "Gaussian", "Laplace", "Energy", "RationalQuadratic", "IMQ",
-    "Polynomial", "Mixture", "Derivative", "derivative", "KERNELS", "NORMS",
+    "Polynomial", "Mixture", "Derivative", "derivative", "KERNELS", "NORMS", "check_positive",
 ]
 
 
@@ -54,7 +54,7 @@ def _exp_(x: Tensor) -> Tensor:
     return x.clamp_min_(math.log(torch.finfo(x.dtype).tiny) + 1.0).exp_()
 
 
-def _positive(value, name: str) -> float:
+def check_positive(value, name: str) -> float:
     """``value`` as a float, checked to be a positive finite real number (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"`{name}` must be a positive float, got {value!r}")
@@ -92,7 +92,7 @@ class KernelSpec:
         if self.bandwidth is not None:
             if not self.has_bandwidth:
                 raise ValueError(f"`bandwidth` does not apply to the {self.name} kernel, got {self.bandwidth!r}")
-            _positive(self.bandwidth, f"bandwidth` of `{type(self).__name__}")
+            check_positive(self.bandwidth, f"bandwidth` of `{type(self).__name__}")
 
     def evaluate_(self, t: Tensor, derivative: bool = False) -> tuple[Tensor, Tensor | None]:
         """Return ``(k(t), dk/dt or None)``; may overwrite ``t``."""
@@ -247,7 +247,7 @@ class RationalQuadratic(KernelSpec):
 
     def __post_init__(self):
         super().__post_init__()
-        _positive(self.alpha, "alpha` of `RationalQuadratic")
+        check_positive(self.alpha, "alpha` of `RationalQuadratic")
 
     def square(self):  # (1 + t / (2 a h^2))^(-2 a) = RQ(h / sqrt 2, 2 a)
         return replace(self, bandwidth=self._h() / math.sqrt(2), alpha=2 * self.alpha)
@@ -309,7 +309,7 @@ class Polynomial(KernelSpec):
         if self.degree < 1:
             raise ValueError(f"`degree` of Polynomial must be an integer >= 1, got {self.degree}")
         if self.gamma is not None:
-            _positive(self.gamma, "gamma` of `Polynomial")
+            check_positive(self.gamma, "gamma` of `Polynomial")
         if _finite(self.coef0, "coef0` of `Polynomial") < 0:
             raise ValueError(f"`coef0` of Polynomial must be >= 0 (a negative offset is not positive "
                              f"definite), got {self.coef0}")
@@ -362,7 +362,7 @@ class Mixture(KernelSpec):
             if len(self.weights) != len(self.components):
                 raise ValueError(f"`weights` has {len(self.weights)} entries for {len(self.components)} components")
             for i, w in enumerate(self.weights):
-                _positive(w, f"weights[{i}]` of `Mixture")
+                check_positive(w, f"weights[{i}]` of `Mixture")
 
     @property
     def weighted(self) -> tuple[tuple[KernelSpec, float], ...]:

@@ -38,7 +38,7 @@ from mmdkit._progress import Progress
 from mmdkit._validation import FeatureKernel, as_pair, is_feature_kernel, output
 from mmdkit.bandwidth import median_bandwidth, resolve_kernel
 from mmdkit.estimators import _terms, mmd2_from_sums
-from mmdkit.kernels import Backend, Gaussian, compute_dtype, get_backend, paired_values
+from mmdkit.kernels import Backend, Gaussian, check_positive, compute_dtype, get_backend, paired_values
 from mmdkit.results import TwoSampleTestResult
 from mmdkit.two_sample import DEFAULT_MEMORY_BUDGET, _mmd_test, _setup
 
@@ -62,14 +62,6 @@ def mlp(d: int, width: int = DEFAULT_WIDTH, generator: torch.Generator | None = 
             lin.bias.uniform_(-bound, bound, generator=generator)
         layers += [lin] if i == len(dims) - 2 else [lin, torch.nn.Softplus()]
     return torch.nn.Sequential(*layers)
-
-
-def _positive(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"`{name}` must be a positive float, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"`{name}` must be positive and finite, got {value}")
-    return float(value)
 
 
 class LearnedKernel(FeatureKernel, torch.nn.Module):
@@ -122,7 +114,7 @@ class LearnedKernel(FeatureKernel, torch.nn.Module):
         super().__init__()
         if not isinstance(featurizer, torch.nn.Module):
             raise TypeError(f"`featurizer` must be a torch.nn.Module, got {type(featurizer).__name__}")
-        sigma_phi, sigma_q = _positive(sigma_phi, "sigma_phi"), _positive(sigma_q, "sigma_q")
+        sigma_phi, sigma_q = check_positive(sigma_phi, "sigma_phi"), check_positive(sigma_q, "sigma_q")
         if isinstance(epsilon, bool) or not isinstance(epsilon, Real) or not 0 < epsilon < 1:
             raise ValueError(f"`epsilon` must lie in (0, 1), got {epsilon!r}")
         ref = next(featurizer.parameters(), None)
@@ -448,7 +440,7 @@ def learned_kernel_test(X, Y, featurizer: torch.nn.Module | None = None, train_f
         raise ValueError(f"`train_fraction` must lie in (0, 1), got {train_fraction!r}")
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"`epochs` must be an integer >= 0, got {epochs!r}")
-    lr, lam = _positive(lr, "lr"), _check_lam(lam)
+    lr, lam = check_positive(lr, "lr"), _check_lam(lam)
     if featurizer is None and (isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1):
         raise ValueError(f"`width` must be an integer >= 1, got {width!r}")
     if featurizer is not None and not isinstance(featurizer, torch.nn.Module):

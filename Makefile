@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
 
-.PHONY: demo test test-full lint bench report install clean
+.PHONY: demo test test-full lint bench report install clean gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ test-full: install
 bench: install
 	MMDKIT_BENCH=full $(BIN)/pytest bench/ --benchmark-json=runs/bench.json
 	$(BIN)/python bench/make_results.py runs/bench.json > runs/bench.md
+
+# On a CUDA machine, with that machine's own python, torch and triton (no venv, no downloads): the GPU-marked
+# tests, then timings appended to bench/GPU_RESULTS.md, in about 5 minutes. Without CUDA it says so and exits 0.
+gpu-check:
+	$(PYTHON) bench/gpu_check.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info runs .benchmarks

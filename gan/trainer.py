@@ -1,6 +1,7 @@
 """One training loop for every loss: seeded, with a progress bar, writing metrics and plots."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -44,10 +45,12 @@ def make_optimizer(loss: GANLoss, params, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"`optimizer` must be 'adam' or 'rmsprop', got {loss.optimizer!r}")
 
 
-def _set_scale(loss: GANLoss, data: ToyData) -> None:
-    """Losses with a ``data_scale`` setting (kernel bandwidths, margins) take the data's."""
-    if hasattr(loss, "data_scale"):
-        loss.data_scale = data.scale
+def for_data(loss: GANLoss, data: ToyData) -> GANLoss:
+    """A copy of ``loss`` for this run: ``data_scale`` (kernel bandwidths, margins) set to the data's
+    where the loss has that setting, and a fresh training ``state`` (the caller's object is left alone)."""
+    if "data_scale" in {f.name for f in dataclasses.fields(loss)}:
+        return dataclasses.replace(loss, data_scale=data.scale)
+    return dataclasses.replace(loss)
 
 
 def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000, seed: int = 0,
@@ -91,7 +94,10 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     mixtures, ``mmd2_heldout``, ``kid``), ``mmd2_heldout_init`` (before
     training), ``steps``, ``seconds`` (training wall time, without the evaluation
     and plots), ``cpu_seconds`` (CPU time of this process over the same span:
-    the fair number on a shared machine), ``seed``, ``data``, ``batch_size`` and ``settings`` (the loss's).
+    the fair number on a shared machine), ``seed``, ``data``, ``batch_size``, ``settings`` (the loss's
+    configuration as run: what was asked for, with ``data_scale`` set to the data's) and ``loss_state``
+    (the loss's training state at the end, e.g. BEGAN's k; {} for a stateless loss). Every run starts
+    from the state the configuration gives, whatever the loss object went through before.
 
     Examples
     --------
@@ -104,7 +110,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
 
     loss = get_loss(loss) if isinstance(loss, str) else loss
     data = get_dataset(data) if isinstance(data, str) else data
-    _set_scale(loss, data)
+    loss = for_data(loss, data)
     batch_size = batch_size or loss.batch_size or BATCH_SIZE
     old_threads = torch.get_num_threads()
     if threads is not None:
@@ -132,7 +138,6 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     bar = tqdm(range(steps + 1), desc=f"{loss.name} {data.name} seed {seed}", disable=not progress,
                mininterval=1.0)
     lc = torch.zeros(())
-    state: dict = {}
     for step in bar:
         if step in snap_at:
             with torch.no_grad():
@@ -153,7 +158,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
                 opt_c.step()
                 if loss.clip is not None:
                     loss.clip(C)
-                state = loss.after_critic_step(C, r, f, step)
+                loss.after_critic_step(C, r, f, step)
         real = data.sample(batch_size, g)
         fake = G.sample(nf, g)
         if C is not None:
@@ -181,10 +186,10 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     metrics.update({"mmd2_heldout_init": init["mmd2_heldout"], "steps": steps, "seconds": seconds,
                     "cpu_seconds": cpu_seconds,
                     "seed": seed, "data": data.name, "batch_size": batch_size, "eval_samples": eval_samples,
-                    "lr_decay": lr_decay, "scale_output": scale_output, "loss_state": state,
+                    "lr_decay": lr_decay, "scale_output": scale_output,
                     "generator": {"hidden": g_hidden, "layers": g_layers, "z_dim": G.z_dim},
                     "instance_noise": None if instance_noise is None else vars(instance_noise),
-                    "settings": loss.settings()})
+                    "settings": loss.settings(), "loss_state": loss.state_dict()})
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

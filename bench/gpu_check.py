@@ -11,7 +11,8 @@ installed into a temporary folder with that Python's own pip and setuptools,
 ``kernels/`` and ``gan/`` folders to ``mmdkit.kernels`` and ``mmdkit.gan``, so the repository root itself is
 not importable), and that folder goes first on ``sys.path`` and on ``PYTHONPATH`` for the test run; it is
 removed at the end. ``--no-install`` uses whatever ``import mmdkit`` finds instead. Needs torch and
-triton >= 3.0 (written against triton 3.6 and 3.9), numpy, and pytest for the test step.
+triton >= 3.0 (the target machine has triton 3.6; developed with 3.9), numpy, and pytest for the
+test step.
 
 Steps, each appending its rows to bench/GPU_RESULTS.md as soon as it has them (a run cut short keeps
 what it measured):
@@ -20,8 +21,8 @@ what it measured):
    reference), with ``TRITON_INTERPRET=0`` (tests/conftest.py only sets the interpreter flag when it is
    unset) and a time limit.
 2. Timings with the autotuners pinned to the engine's default config (no autotuning sweep; see
-   :func:`pin_autotuning`): ``kernel_matmul`` (Gaussian, p = 1; fp32 "ieee", "tf32" and any other
-   precision the engine lists, bf16), ``mmd2_unbiased`` forward and forward + backward and
+   :func:`pin_autotuning`): ``kernel_matmul`` (Gaussian, p = 1; fp32 in every precision of
+   ``mmdkit.kernels.PRECISIONS``, bf16), ``mmd2_unbiased`` forward and forward + backward and
    ``energy_distance`` at n = m in {10^4, 10^5, 10^6}; the CPU cost of the permutation labels; ``mmd_test``
    and the aggregated test (MMDAgg) at n <= 10^5. Dense torch (cdist + exp) is timed beside them where
    n <= 3 x 10^4 (``DENSE_MAX_N``).
@@ -86,7 +87,8 @@ Appended by `bench/gpu_check.py`, one row per measurement as it is taken (a run 
 second (tests) or nanoseconds per label (labels). `of bound`: bench/ROOFLINE.md's H100 lower bound / the
 measured time (kernel_matmul and the MMD^2 forward; H100/H200 only). `vs dense`: dense torch float32 time
 (full n x m matrices from cdist: gpu_check.dense_kernel_matmul and the baselines of bench_mmd2_unbiased.py
-and bench_energy_distance.py) / this time, where n <= 3e4. Autotuning is pinned to the engine's default config (the `setup` row).
+and bench_energy_distance.py) / this time, where n <= 3e4. Autotuning is pinned to the engine's default
+config (the `setup` row).
 
 """
 
@@ -122,7 +124,7 @@ def _repeats(n: int) -> tuple[int, int]:
 def plan(precisions=("ieee", "tf32")) -> list[Item]:
     """Every item of a run, in order (smaller sizes first within each sweep).
 
-    ``precisions``: the Triton engine's fp32 precisions (its ``PRECISIONS``); kernel_matmul runs each in
+    ``precisions``: the backends' fp32 precisions (``mmdkit.kernels.PRECISIONS``); kernel_matmul runs each in
     float32, and bfloat16 in "ieee". The statistics run float32 "ieee" (the default); d = 64 stops at 10^5
     and forward + backward at d = 3 reaches 10^6 (the estimates of the rest exceed the budget).
     """
@@ -554,7 +556,8 @@ def main(argv=None) -> int:
         from mmdkit.kernels import triton_engine
         pinned = pin_autotuning(triton_engine)
         runner = Runner(args.results, deadline, base)
-        items = plan(triton_engine.PRECISIONS)
+        from mmdkit.kernels import PRECISIONS  # what get_backend accepts
+        items = plan(PRECISIONS)
         if args.only:
             items = [i for i in items if i.op in args.only or i.op.split()[0] in args.only]
         append_row(args.results, dict(base, op="setup", note=f"pinned {'; '.join(pinned)}; {len(items)} items, "

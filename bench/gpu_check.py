@@ -355,14 +355,13 @@ class Runner:
         import torch
 
         import mmdkit
-        from mmdkit.kernels import Gaussian, get_backend, triton_engine
+        from mmdkit.kernels import Gaussian, get_backend
         self.torch, self.mmdkit, self.Gaussian, self.get_backend = torch, mmdkit, Gaussian, get_backend
-        self.te = triton_engine
         self.results, self.deadline, self.base, self.device = results, deadline, base, torch.device(device)
         self.sync = torch.cuda.synchronize if self.device.type == "cuda" else None
         self.h100 = any(s in base["gpu"] for s in ("H100", "H200"))
         self.last: dict[tuple, tuple[Item, float]] = {}  # group -> (item, measured wall seconds)
-        self.dense_cache: dict[tuple, float] = {}
+        self.dense_cache: dict[tuple, float | None] = {}
         self.data_cache: dict[tuple, tuple] = {}
         self.errors = 0
         try:

@@ -30,7 +30,7 @@ from mmdkit.kernels.specs import KernelSpec
 __all__ = ["Backend", "TorchBackend", "TritonBackend", "get_backend", "BACKENDS", "PRECISIONS"]
 
 BACKENDS = ("auto", "torch", "triton")
-PRECISIONS = ("ieee", "tf32")
+PRECISIONS = ("ieee", "tf32", "tf32x3")  # the Triton engine's (triton_engine.PRECISIONS)
 
 
 class Backend:
@@ -162,8 +162,9 @@ def get_backend(backend: str = "auto", device: torch.device | str = "cpu", dtype
                 precision: str = "ieee") -> Backend:
     """The backend that runs tensors of ``device`` and ``dtype`` for the caller's ``backend=``.
 
-    ``precision`` ("ieee": exact fp32 distance tiles, or "tf32") applies to
-    Triton only; the torch engine always computes exactly. An explicit
+    ``precision`` ("ieee": exact fp32 dots; "tf32": tensor cores with 10-bit
+    mantissas; "tf32x3": tensor cores with split-float32 operands, float32-level
+    accuracy) applies to Triton only; the torch engine always computes exactly. An explicit
     ``backend="triton"`` that cannot run raises a ``ValueError`` that says
     why; only "auto" falls back.
     """

@@ -32,6 +32,7 @@ in k).
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -49,24 +50,32 @@ from mmdkit.kernels.specs import (
 __all__ = ["kernel_matmul", "block_sums", "kernel_terms", "PRECISIONS", "DTYPES", "MAX_TERMS",
            "DEFAULT_CONFIG", "configs"]
 
-PRECISIONS = ("ieee", "tf32")
+PRECISIONS = ("ieee", "tf32", "tf32x3")
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_TERMS = 4
 
 # Kernel ids: KERNEL_IDS for the host, the same values as constexprs inside the jit bodies.
 KERNEL_IDS = {"none": 0, "gaussian": 1, "laplace": 2, "energy": 3, "power": 4, "polynomial": 5}
 _NONE = tl.constexpr(KERNEL_IDS["none"])
-_GAUSSIAN = tl.constexpr(KERNEL_IDS["gaussian"])      # exp(a t)            a = -1/(2 h^2)
-_LAPLACE = tl.constexpr(KERNEL_IDS["laplace"])        # exp(a sqrt(t))      a = -1/h
+_GAUSSIAN = tl.constexpr(KERNEL_IDS["gaussian"])      # 2^(a t)             a = -log2(e)/(2 h^2)
+_LAPLACE = tl.constexpr(KERNEL_IDS["laplace"])        # 2^(a sqrt(t))       a = -log2(e)/h
 _ENERGY = tl.constexpr(KERNEL_IDS["energy"])          # -t^a                a = exponent/2
 _POWER = tl.constexpr(KERNEL_IDS["power"])            # (1 + a t)^b         RQ: a = 1/(2 alpha h^2), b = -alpha;
 #                                                                           IMQ: a = 1/h^2, b = beta
 _POLYNOMIAL = tl.constexpr(KERNEL_IDS["polynomial"])  # (a t + b)^DEGREE, t = <x, y>; a = gamma, b = coef0
 
+_BOUNDED = (KERNEL_IDS["none"], KERNEL_IDS["gaussian"], KERNEL_IDS["laplace"], KERNEL_IDS["power"])  # k in [0, 1]
+_LOG2E = math.log2(math.e)
+_LN2 = tl.constexpr(math.log(2.0))
+
 _EPS32 = tl.constexpr(2.0 ** -23)  # float32 machine epsilon (the cusp tolerance of _pair_t)
 _FLT_MIN = tl.constexpr(2.0 ** -126)  # smallest normal float32 (_pow splits normal numbers)
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+# On a GPU, 2^x and log2 are the single SFU instructions ex2/lg2.approx.ftz.f32: the non-ftz forms that
+# tl.exp2/tl.log2 emit add three fix-up instructions each for subnormal arguments or results (0.0 instead
+# of a value below 2^-126; the kernels' arguments of lg2 are >= 1). The interpreter keeps tl.exp2/tl.log2.
+_FTZ = tl.constexpr(not _INTERPRET)
 
 
 def _interpreter_bf16_dot() -> None:
@@ -111,21 +120,23 @@ class Terms:
     dot: bool = False             # t = <x, y> instead of |x - y|^2
     cusp: bool = False            # a term has a sqrt of t (KernelSpec.cusp_at_zero): coincident points at t = 0
 
-    def kwargs(self) -> dict:
-        """Keyword arguments of the jit bodies."""
+    def kwargs(self, backward: bool = False) -> dict:
+        """Keyword arguments of the forward jit body (of the backward's with ``backward``: no BOUNDED)."""
         out = {f"KIND{i}": k for i, k in enumerate(self.kinds)}
         for i in range(MAX_TERMS):
             out[f"a{i}"], out[f"b{i}"], out[f"w{i}"] = self.params[3 * i: 3 * i + 3]
         out["DEGREE"], out["DOT"], out["CUSP"] = self.degree, self.dot, self.cusp
+        if not backward:
+            out["BOUNDED"] = not self.dot and all(k in _BOUNDED for k in self.kinds)
         return out
 
 
 def _term(spec: KernelSpec) -> tuple[int, float, float]:
     """(kernel id, a, b) of one non-mixture spec."""
-    if isinstance(spec, Gaussian):
-        return KERNEL_IDS["gaussian"], -0.5 / spec._h() ** 2, 0.0
-    if isinstance(spec, Laplace):
-        return KERNEL_IDS["laplace"], -1.0 / spec._h(), 0.0
+    if isinstance(spec, Gaussian):  # exp(-t / (2 h^2)) = 2^(a t)
+        return KERNEL_IDS["gaussian"], -0.5 * _LOG2E / spec._h() ** 2, 0.0
+    if isinstance(spec, Laplace):  # exp(-r / h) = 2^(a r)
+        return KERNEL_IDS["laplace"], -_LOG2E / spec._h(), 0.0
     if isinstance(spec, Energy):
         return KERNEL_IDS["energy"], spec.exponent / 2, 0.0
     if isinstance(spec, RationalQuadratic):
@@ -177,7 +188,14 @@ DEFAULT_CONFIG = {
 }
 INTERPRET_CONFIG = {"BLOCK_M": 32, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1}
 MAX_BLOCK_D = 32
+# The forward's d chunk for float32 under "tf32x3": each operand is held twice (hi and lo parts), and
+# 32-wide chunks take the sm_80 forward with row reductions past 255 registers (24-288 spill bytes in
+# the report); 8-wide chunks fit (233-243). The backward's d tile is also its output tile and stays 32.
+MAX_BLOCK_D_TF32X3 = 8
 MAX_BLOCK_P, MAX_BLOCK_Q = 32, 16
+# V with at most this many columns takes row reductions (one FMA per pair and column) instead of a tl.dot
+# with V padded to 8 columns (8 FMAs per pair on the FMA pipe under "ieee"); see bench/ROOFLINE.md.
+MAX_ROWS = 2
 # Live fp32 values per thread that a config may need (see _prune), calibrated on the report.
 _LIVE_BUDGET = {"fwd": 96, "bwd": 64}
 _TUNE_KEY = ["d", "KIND0", "KIND1", "KIND2", "KIND3", "DOT", "PRECISION"]  # + tensor dtypes (added by triton)
@@ -203,8 +221,11 @@ def configs(direction: str) -> list[triton.Config]:
     return [_config(c) for c in space]
 
 
-def _live(direction: str, bm: int, bn: int, bd: int, bw: int) -> int:
-    """fp32 values live in one program: the (BM, BN) tiles, the x/y chunks, V or A/B tiles, acc."""
+def _live(direction: str, bm: int, bn: int, bd: int, bw: int, rows: int = 0) -> int:
+    """fp32 values live in one program: the (BM, BN) tiles, the x/y chunks, V or A/B tiles, acc
+    (with ``rows`` > 0 the forward's accumulators are ``rows`` (BM, BN) tiles and V ``rows`` columns)."""
+    if direction == "fwd" and rows:  # s/t, k, acc_c; x, y^T; v_c
+        return (2 + rows) * bm * bn + bm * bd + bd * bn + rows * bn
     if direction == "fwd":  # s/t, k; x, y^T; v, acc
         return 2 * bm * bn + bm * bd + bd * bn + bn * bw + bm * bw
     return 3 * bm * bn + 2 * bm * bd + 2 * bd * bn + bm * bw + bw * bn  # t, ab, c; x, acc; y^T, y; a, b^T
@@ -213,9 +234,9 @@ def _live(direction: str, bm: int, bn: int, bd: int, bw: int) -> int:
 def _prune(configs, named_args, **kwargs):
     """Keep configs whose live tiles fit the register budget (~64-96 fp32 per thread, see _LIVE_BUDGET)."""
     direction = "fwd" if "BLOCK_P" in kwargs else "bwd"
-    bd, bw = kwargs["BLOCK_D"], kwargs.get("BLOCK_P", kwargs.get("BLOCK_Q"))
+    bd, bw, rows = kwargs["BLOCK_D"], kwargs.get("BLOCK_P", kwargs.get("BLOCK_Q")), kwargs.get("ROWS", 0)
     keep = [c for c in configs
-            if _live(direction, c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], bd, bw) / (32 * c.num_warps)
+            if _live(direction, c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], bd, bw, rows) / (32 * c.num_warps)
             <= _LIVE_BUDGET[direction]]
     return keep or configs[:1]
 
@@ -225,14 +246,37 @@ def _block(x: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, triton.next_power_of_2(max(int(x), 1))))
 
 
-def _block_d(d: int, dtype: torch.dtype) -> int:
-    """Reduction tile over d (tl.dot needs K >= 16 for 16-bit, >= 8 for fp32 operands)."""
+def _block_d(d: int, dtype: torch.dtype, precision: str = "ieee") -> int:
+    """Reduction tile over d (tl.dot needs K >= 16 for 16-bit, >= 8 for fp32 operands); the forward
+    passes its ``precision`` (float32 "tf32x3" takes chunks of MAX_BLOCK_D_TF32X3)."""
+    if dtype == torch.float32 and precision == "tf32x3":
+        return _block(d, 8, MAX_BLOCK_D_TF32X3)
     return _block(d, 8 if dtype == torch.float32 else 16, MAX_BLOCK_D)
 
 
 # ---------------------------------------------------------------------------
 # Layer 1: jit bodies
 # ---------------------------------------------------------------------------
+@triton.jit
+def _exp2(x):
+    """2^x (ex2.approx.ftz.f32 on a GPU: one SFU instruction; results below 2^-126 are 0)."""
+    if _FTZ:
+        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    else:
+        return tl.exp2(x)
+
+
+@triton.jit
+def _log2(x):
+    """log2(x) for normal x (lg2.approx.ftz.f32 on a GPU: one SFU instruction)."""
+    if _FTZ:
+        return tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    else:
+        return tl.log2(x)
+
+
 @triton.jit
 def _pow(t, a):
     """t^a for normal t > 0 to about 1 ulp (exp2(a log2 t) loses |a log2 t| ulps, which the singular
@@ -243,23 +287,23 @@ def _pow(t, a):
     m = ((bits & 0x7FFFFF) | 0x3F800000).to(tl.float32, bitcast=True)
     p = a * e
     q = tl.floor(p)
-    frac = (p - q) + tl.fma(a, tl.log2(m), tl.fma(a, e, -p))  # in [-1, 2]: a e - q + a log2 m
+    frac = (p - q) + tl.fma(a, _log2(m), tl.fma(a, e, -p))  # in [-1, 2]: a e - q + a log2 m
     two_q = ((q.to(tl.int32) + 127) << 23).to(tl.float32, bitcast=True)  # 2^q exactly (|q| <= 126 for a <= 1)
-    return tl.exp2(frac) * two_q
+    return _exp2(frac) * two_q
 
 
 @triton.jit
 def _term_tile(t, KIND: tl.constexpr, a, b, DERIV: tl.constexpr, DEGREE: tl.constexpr):
     """k(t) (or dk/dt when DERIV) of one kernel term on a tile; Laplace/Energy give dk/dt = 0 at t = 0."""
-    if KIND == _GAUSSIAN:  # k = exp(a t), dk/dt = a k
-        k = tl.exp(a * t)
+    if KIND == _GAUSSIAN:  # k = 2^(a t), dk/dt = a ln2 k
+        k = _exp2(a * t)
         if DERIV:
-            k = a * k
-    elif KIND == _LAPLACE:  # k = exp(a r), r = sqrt(t), dk/dt = a k / (2 r)
+            k = (a * _LN2) * k
+    elif KIND == _LAPLACE:  # k = 2^(a r), r = sqrt(t), dk/dt = a ln2 k / (2 r)
         r = tl.sqrt(t)
-        k = tl.exp(a * r)
+        k = _exp2(a * r)
         if DERIV:
-            k = tl.where(r > 0, a * k / (2.0 * tl.where(r > 0, r, 1.0)), 0.0)
+            k = tl.where(r > 0, (a * _LN2) * k / (2.0 * tl.where(r > 0, r, 1.0)), 0.0)
     elif KIND == _ENERGY:  # k = -t^a, dk/dt = -a t^(a - 1)
         pos = t > 0
         ts = tl.where(pos, tl.maximum(t, _FLT_MIN), 1.0)
@@ -270,7 +314,7 @@ def _term_tile(t, KIND: tl.constexpr, a, b, DERIV: tl.constexpr, DEGREE: tl.cons
             k = -pw
     elif KIND == _POWER:  # k = (1 + a t)^b, dk/dt = a b k / (1 + a t)
         base = 1.0 + a * t
-        k = tl.exp2(b * tl.log2(base))
+        k = _exp2(b * _log2(base))
         if DERIV:
             k = a * b * k / base
     else:  # _POLYNOMIAL: k = (a t + b)^DEGREE, dk/dt = DEGREE a (a t + b)^(DEGREE - 1)
@@ -289,9 +333,11 @@ def _term_tile(t, KIND: tl.constexpr, a, b, DERIV: tl.constexpr, DEGREE: tl.cons
 def _kernel_tile(t, KIND0: tl.constexpr, a0, b0, w0, KIND1: tl.constexpr, a1, b1, w1,
                  KIND2: tl.constexpr, a2, b2, w2, KIND3: tl.constexpr, a3, b3, w3,
                  DERIV: tl.constexpr, DEGREE: tl.constexpr):
-    """sum_c w_c k_c(t) (or its t-derivative) over the used slots."""
-    k = w0 * _term_tile(t, KIND0, a0, b0, DERIV, DEGREE)
+    """sum_c w_c k_c(t) (or its t-derivative) over the used slots; one term comes unweighted (the
+    callers multiply their sums by w0 once: one multiply per row instead of one per pair)."""
+    k = _term_tile(t, KIND0, a0, b0, DERIV, DEGREE)
     if KIND1 != _NONE:
+        k = w0 * k
         k += w1 * _term_tile(t, KIND1, a1, b1, DERIV, DEGREE)
     if KIND2 != _NONE:
         k += w2 * _term_tile(t, KIND2, a2, b2, DERIV, DEGREE)
@@ -306,14 +352,15 @@ def _pair_t(X, Y, xn, yn, offs_m, offs_n, m_mask, n_mask, d, stride_xm, stride_x
             PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """The (BLOCK_M, BLOCK_N) tile of t: |x - y|^2, or x.y when DOT.
 
-    DIRECT (d <= DIRECT_MAX_D): t = sum_c (x_c - y_c)^2 from the raw coordinates. Otherwise
+    DIRECT > 0 (d = DIRECT <= DIRECT_MAX_D): t = sum_c (x_c - y_c)^2 from the raw coordinates, the
+    DIRECT coordinates unrolled (2 d lane-ops per pair, no padding of d). DIRECT == 0:
     t = |x|^2 + |y|^2 - 2 x.y, clamped at 0; with CUSP (a kernel with a sqrt of t) pairs with
     t <= 4 (d + 2) eps32 (|x|^2 + |y|^2), the expansion's rounding where x = y, get t = 0.
     DIAG == 1 (one sample with itself, diagonal kept): t_ii = 0 exactly.
     """
-    if DIRECT:
+    if DIRECT > 0:
         t = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for c in range(0, d):
+        for c in tl.static_range(DIRECT):
             x_c = tl.load(X + offs_m * stride_xm + c * stride_xd, mask=m_mask, other=0.0).to(tl.float32)
             y_c = tl.load(Y + offs_n * stride_ym + c * stride_yd, mask=n_mask, other=0.0).to(tl.float32)
             diff = x_c[:, None] - y_c[None, :]  # (BM, 1) - (1, BN) -> (BM, BN)
@@ -343,27 +390,37 @@ def _pair_t(X, Y, xn, yn, offs_m, offs_n, m_mask, n_mask, d, stride_xm, stride_x
     return t
 
 
-@triton.autotune(configs=configs("fwd"), key=_TUNE_KEY, prune_configs_by={"early_config_prune": _prune})
+@triton.autotune(configs=configs("fwd"), key=_TUNE_KEY + ["ROWS"],
+                 prune_configs_by={"early_config_prune": _prune})
 @triton.jit(do_not_specialize=["n", "m"])
 def _kernel_matmul_fwd(X, Y, XN, YN, V, OUT, n, m, d, p,
                        stride_xm, stride_xd, stride_ym, stride_yd, stride_vm, stride_vp,
                        stride_om, stride_op,
                        a0, b0, w0, a1, b1, w1, a2, b2, w2, a3, b3, w3,
                        KIND0: tl.constexpr, KIND1: tl.constexpr, KIND2: tl.constexpr, KIND3: tl.constexpr,
-                       DEGREE: tl.constexpr, DOT: tl.constexpr, CUSP: tl.constexpr, DIRECT: tl.constexpr,
-                       DIAG: tl.constexpr, PRECISION: tl.constexpr,
+                       DEGREE: tl.constexpr, DOT: tl.constexpr, CUSP: tl.constexpr, BOUNDED: tl.constexpr,
+                       DIRECT: tl.constexpr, DIAG: tl.constexpr, PRECISION: tl.constexpr, ROWS: tl.constexpr,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                        BLOCK_P: tl.constexpr):
     # OUT[i, c] = sum_j k(t_ij) V[j, c] for the rows i of this program and the columns c of its P block;
     # DIAG == 2 drops the pairs i == j (U-statistics).
+    # ROWS == 0: acc += k @ V tile (tl.dot, V's columns padded to BLOCK_P >= 8).
+    # ROWS in (1, 2) (p == ROWS, one program per row block): one fp32 (BM, BN) accumulator per column,
+    # acc_c += k * v_c (one FMA per pair and column), summed over j once after the loop.
+    # Columns j >= m read y_j = 0 and v_j = 0: with BOUNDED kernels (k in [0, 1]) k v_j = 0 there without
+    # a select; Energy and Polynomial (k may overflow at y = 0: inf * 0) mask k.
     pid_m = tl.program_id(0).to(tl.int64)
-    pid_p = tl.program_id(1).to(tl.int64)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     m_mask = offs_m < n
-    p_mask = offs_p < p
     xn = tl.load(XN + offs_m, mask=m_mask, other=0.0)
-    acc = tl.zeros((BLOCK_M, BLOCK_P), dtype=tl.float32)
+    if ROWS == 0:
+        pid_p = tl.program_id(1).to(tl.int64)
+        offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+        p_mask = offs_p < p
+        acc = tl.zeros((BLOCK_M, BLOCK_P), dtype=tl.float32)
+    else:
+        acc0 = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc1 = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for start_n in range(0, m, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N).to(tl.int64)
         n_mask = offs_n < m
@@ -372,15 +429,31 @@ def _kernel_matmul_fwd(X, Y, XN, YN, V, OUT, n, m, d, p,
                     stride_yd, DOT, DIRECT, CUSP, DIAG, PRECISION, BLOCK_M, BLOCK_N, BLOCK_D)
         k = _kernel_tile(t, KIND0, a0, b0, w0, KIND1, a1, b1, w1, KIND2, a2, b2, w2, KIND3, a3, b3, w3,
                          False, DEGREE)
-        keep = n_mask[None, :]
         if DIAG == 2:
-            keep = keep & (offs_m[:, None] != offs_n[None, :])
-        k = tl.where(keep, k, 0.0)
-        v_ptrs = V + offs_n[:, None] * stride_vm + offs_p[None, :] * stride_vp
-        v = tl.load(v_ptrs, mask=n_mask[:, None] & p_mask[None, :], other=0.0)
-        acc = tl.dot(k, v, acc, input_precision=PRECISION)  # (BM, BN) @ (BN, BP) -> (BM, BP)
-    out_ptrs = OUT + offs_m[:, None] * stride_om + offs_p[None, :] * stride_op
-    tl.store(out_ptrs, acc, mask=m_mask[:, None] & p_mask[None, :])
+            keep = offs_m[:, None] != offs_n[None, :]
+            if not BOUNDED:
+                keep = keep & n_mask[None, :]
+            k = tl.where(keep, k, 0.0)
+        elif not BOUNDED:
+            k = tl.where(n_mask[None, :], k, 0.0)
+        if ROWS == 0:
+            v_ptrs = V + offs_n[:, None] * stride_vm + offs_p[None, :] * stride_vp
+            v = tl.load(v_ptrs, mask=n_mask[:, None] & p_mask[None, :], other=0.0)
+            acc = tl.dot(k, v, acc, input_precision=PRECISION)  # (BM, BN) @ (BN, BP) -> (BM, BP)
+        else:
+            v0 = tl.load(V + offs_n * stride_vm, mask=n_mask, other=0.0)
+            acc0 += k * v0[None, :]  # (BM, BN) * (1, BN) -> (BM, BN)
+            if ROWS == 2:
+                v1 = tl.load(V + offs_n * stride_vm + stride_vp, mask=n_mask, other=0.0)
+                acc1 += k * v1[None, :]
+    w = w0 if KIND1 == _NONE else 1.0  # one term: its weight, once per output (see _kernel_tile)
+    if ROWS == 0:
+        out_ptrs = OUT + offs_m[:, None] * stride_om + offs_p[None, :] * stride_op
+        tl.store(out_ptrs, w * acc, mask=m_mask[:, None] & p_mask[None, :])
+    else:
+        tl.store(OUT + offs_m * stride_om, w * tl.sum(acc0, axis=1), mask=m_mask)  # (BM, BN) -> (BM,)
+        if ROWS == 2:
+            tl.store(OUT + offs_m * stride_om + stride_op, w * tl.sum(acc1, axis=1), mask=m_mask)
 
 
 @triton.autotune(configs=configs("bwd"), key=_TUNE_KEY, prune_configs_by={"early_config_prune": _prune})
@@ -447,6 +520,8 @@ def _kernel_matmul_bwd(X, Y, XN, YN, A, B, DX, n, m, d, q,
         x_ptrs = X + offs_m[:, None] * stride_xm + offs_e[None, :] * stride_xd
         x = tl.load(x_ptrs, mask=m_mask[:, None] & e_mask[None, :], other=0.0).to(tl.float32)
         dx = 2.0 * (x * rowsum[:, None] - acc)
+    if KIND1 == _NONE:  # one term: its weight, once per output (see _kernel_tile)
+        dx = w0 * dx
     out_ptrs = DX + offs_m[:, None] * stride_om + offs_e[None, :] * stride_od
     tl.store(out_ptrs, dx, mask=m_mask[:, None] & e_mask[None, :])
 
@@ -456,8 +531,9 @@ def _kernel_matmul_bwd(X, Y, XN, YN, A, B, DX, n, m, d, q,
 # ---------------------------------------------------------------------------
 def _direct(d: int, dot: bool) -> dict:
     """DIRECT and GRAD_DIRECT: direct differences x - y at the d where the torch engine needs them
-    (distance tiles for d <= blocked.DIRECT_MAX_D; gradient sums where blocked.grad_dtype widens)."""
-    return {"DIRECT": not dot and d <= DIRECT_MAX_D,
+    (distance tiles for d <= blocked.DIRECT_MAX_D: DIRECT = d, unrolled in the kernel, else 0;
+    gradient sums where blocked.grad_dtype widens)."""
+    return {"DIRECT": d if not dot and d <= DIRECT_MAX_D else 0,
             "GRAD_DIRECT": not dot and grad_dtype(torch.empty(0, d, dtype=torch.float32)) == torch.float64}
 
 
@@ -467,8 +543,9 @@ def _launch_fwd(Xc: Tensor, Yc: Tensor, xn: Tensor, yn: Tensor, V: Tensor, terms
     n, d = Xc.shape
     m, p = V.shape
     assert Yc.shape == (m, d) and V.dtype == torch.float32 and xn.shape == (n,) and yn.shape == (m,)
-    block_p = _block(p, 8, MAX_BLOCK_P)
-    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), triton.cdiv(p, block_p))  # noqa: E731
+    rows = p if p <= MAX_ROWS else 0  # p = 1, 2: row reductions instead of a dot padded to 8 columns
+    block_p = 1 if rows else _block(p, 8, MAX_BLOCK_P)
+    grid = lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), triton.cdiv(p, block_p) if not rows else 1)  # noqa: E731
     total = None
     for term in terms:
         out = torch.full((n, p), float("nan"), dtype=torch.float32, device=Xc.device)
@@ -476,7 +553,7 @@ def _launch_fwd(Xc: Tensor, Yc: Tensor, xn: Tensor, yn: Tensor, V: Tensor, terms
             Xc, Yc, xn, yn, V, out, n, m, d, p,
             Xc.stride(0), Xc.stride(1), Yc.stride(0), Yc.stride(1), V.stride(0), V.stride(1),
             out.stride(0), out.stride(1), **term.kwargs(), DIRECT=_direct(d, term.dot)["DIRECT"], DIAG=diag,
-            PRECISION=precision, BLOCK_D=_block_d(d, Xc.dtype), BLOCK_P=block_p)
+            PRECISION=precision, ROWS=rows, BLOCK_D=_block_d(d, Xc.dtype, precision), BLOCK_P=block_p)
         total = out if total is None else total.add_(out)
     return total
 
@@ -495,7 +572,8 @@ def _launch_bwd(Xc: Tensor, Yc: Tensor, xn: Tensor, yn: Tensor, A: Tensor, B: Te
         _kernel_matmul_bwd[grid](
             Xc, Yc, xn, yn, A, B, out, n, m, d, q,
             Xc.stride(0), Xc.stride(1), Yc.stride(0), Yc.stride(1), A.stride(0), A.stride(1),
-            B.stride(0), B.stride(1), out.stride(0), out.stride(1), **term.kwargs(), **_direct(d, term.dot),
+            B.stride(0), B.stride(1), out.stride(0), out.stride(1), **term.kwargs(backward=True),
+            **_direct(d, term.dot),
             DIAG=diag, PRECISION=precision, BLOCK_D=block_d, BLOCK_Q=_block(q, 8, MAX_BLOCK_Q))
         total = out if total is None else total.add_(out)
     return total

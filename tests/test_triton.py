@@ -308,6 +308,162 @@ def test_precision_tf32_measured_error(name, gen, monkeypatch):
     assert err["tf32"] > err["ieee"]  # the emulation is active
 
 
+# ---------------------------------------------------------------------------
+# "tf32x3": split-float32 products on tensor cores (emulated: the interpreter's tl.dot ignores
+# input_precision and multiplies in float32)
+# ---------------------------------------------------------------------------
+def _tf32_round(a: np.ndarray) -> np.ndarray:
+    """float32 -> TF32 (1 + 10 mantissa bits) by round to nearest even; inf and nan as they are."""
+    a = np.asarray(a, dtype=np.float32)
+    bits = a.view(np.uint32)
+    rounded = (bits + ((bits >> np.uint32(13)) & np.uint32(1)) + np.uint32(0xFFF)) & np.uint32(0xFFFFE000)
+    return np.where(np.isfinite(a), rounded.view(np.float32), a)
+
+
+def _tf32x3_dot(a: np.ndarray, b: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """acc + a @ b as Triton's input_precision="tf32x3" computes it (its F32DotTC pass, CUTLASS's 3xTF32):
+    a = a_hi + a_lo, a_hi = tf32(a), a_lo = tf32(a - a_hi) (b likewise); acc + a_lo b_hi, + a_hi b_lo,
+    + a_hi b_hi in that order, products of 11-bit significands exact, sums in float32; a_lo b_lo
+    (~2^-22 |a b|) is dropped."""
+    a_hi, b_hi = _tf32_round(a), _tf32_round(b)
+    a_lo, b_lo = _tf32_round(a - a_hi), _tf32_round(b - b_hi)
+    for u, v in ((a_lo, b_hi), (a_hi, b_lo), (a_hi, b_hi)):
+        acc = (acc + np.matmul(u, v, dtype=np.float32)).astype(np.float32)
+    return acc
+
+
+def _emulate_tf32x3(monkeypatch):
+    """Make the interpreter's tl.dot compute float32 dots asked for with "tf32x3" as _tf32x3_dot does."""
+    from triton.runtime import interpreter as interp
+    original = interp.InterpreterBuilder.create_dot
+
+    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
+        if str(input_precision).upper().endswith("TF32X3") and a.data.dtype == b.data.dtype == np.float32:
+            return interp.TensorHandle(_tf32x3_dot(a.data, b.data, d.data), d.dtype.scalar)
+        return original(self, a, b, d, input_precision, max_num_imprecise_acc)
+
+    monkeypatch.setattr(interp.InterpreterBuilder, "create_dot", create_dot)
+
+
+def _normwise32(t: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.linalg.norm(t.astype(np.float64) - ref) / np.linalg.norm(ref))
+
+
+@pytest.mark.parametrize("d", [16, 64])
+def test_tf32x3_split_keeps_the_distance_tile_at_float32_accuracy(d):
+    """The error model of "tf32x3" on the distance tile t = |x|^2 + |y|^2 - 2 x.y (norms in float32):
+    within 2x the error of exact float32 products (measured 1.0-1.06x, ~5e-8), where plain tf32 operands
+    (rounded to nearest) are ~700-1400x float32's (4e-5-7e-5). Documented in kernel_matmul's docstring."""
+    rng = np.random.default_rng(d)
+    X = rng.standard_normal((128, d)).astype(np.float32)
+    Y = (rng.standard_normal((96, d)) + 0.3).astype(np.float32)
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    ref = (X64 ** 2).sum(1)[:, None] + (Y64 ** 2).sum(1)[None, :] - 2 * X64 @ Y64.T
+    norms = (X * X).sum(1, dtype=np.float32)[:, None] + (Y * Y).sum(1, dtype=np.float32)[None, :]
+    zero = np.zeros((128, 96), np.float32)
+    dots = {"ieee": np.matmul(X, Y.T, dtype=np.float32),
+            "tf32": np.matmul(_tf32_round(X), _tf32_round(Y.T), dtype=np.float32),
+            "tf32x3": _tf32x3_dot(X, Y.T, zero)}
+    err = {k: _normwise32(norms - np.float32(2) * s, ref) for k, s in dots.items()}
+    assert err["ieee"] <= 1e-7
+    assert err["tf32x3"] <= 2 * err["ieee"], err
+    assert err["tf32"] >= 100 * err["ieee"], err
+    # the split itself: a_hi + a_lo carries 22 significant bits of a
+    hi = _tf32_round(X)
+    assert np.abs(hi + _tf32_round(X - hi) - X).max() <= 2.0 ** -21 * np.abs(X).max()
+
+
+@pytest.mark.parametrize("d", [16, 64])
+@pytest.mark.parametrize("name", ["gaussian", "energy"])
+def test_precision_tf32x3_kernel_error_under_emulation(name, d, gen, monkeypatch):
+    """The kernels with precision="tf32x3" (every float32 dot emulated as _tf32x3_dot): MMD^2 from
+    block_sums and its gradient within 2x the "ieee" error (with a floor of a few float32 roundings),
+    where "tf32" (emulated by truncation, _emulate_tf32) is >= 10x further off."""
+    X = torch.randn(48, d, generator=gen) + 2.0
+    Y = torch.randn(40, d, generator=gen) + 2.3
+    kernel = _fit(KERNELS[name], X)
+    Xr, Yr = X.double().requires_grad_(), Y.double().requires_grad_()
+    ref = mmd2_reference(Xr, Yr, kernel)
+    ref.backward()
+    ref_grad = torch.cat([Xr.grad, Yr.grad])
+    _emulate_tf32(monkeypatch)
+    _emulate_tf32x3(monkeypatch)
+    err, grad_err, vals = {}, {}, {}
+    for precision in ("ieee", "tf32", "tf32x3"):
+        Z = torch.cat([X, Y]).requires_grad_()
+        S = te.block_sums(Z, (48, 40), kernel, exclude_diagonal=True, precision=precision)
+        val = S[0, 0] / (48 * 47) + S[1, 1] / (40 * 39) - 2 * S[0, 1] / (48 * 40)
+        val.backward()
+        vals[precision] = float(val)
+        err[precision] = abs(float(val) - float(ref)) / abs(float(ref))
+        grad_err[precision] = _rel(Z.grad, ref_grad)
+    assert vals["tf32x3"] != vals["ieee"]  # the emulation is active
+    assert err["tf32x3"] <= 2 * err["ieee"] + 1e-6, err
+    assert grad_err["tf32x3"] <= 2 * grad_err["ieee"] + 1e-6, grad_err
+    assert err["tf32"] >= 10 * err["tf32x3"] and grad_err["tf32"] >= 10 * grad_err["tf32x3"], (err, grad_err)
+
+
+def test_precision_tf32x3_through_the_public_api(gen):
+    """precision="tf32x3" is accepted wherever precision is (get_backend, the estimators); under the
+    interpreter tl.dot ignores it, so the result is the "ieee" one up to float32 rounding (the forward
+    sums d in chunks of MAX_BLOCK_D_TF32X3 = 8 instead of 32)."""
+    X = torch.randn(30, 20, generator=gen)
+    Y = torch.randn(26, 20, generator=gen) + 0.4
+    a = mmdkit.mmd2_unbiased(X, Y, bandwidth=4.0, backend="triton", precision="tf32x3")
+    b = mmdkit.mmd2_unbiased(X, Y, bandwidth=4.0, backend="triton", precision="ieee")
+    assert abs(float(a) - float(b)) <= 1e-6 * abs(float(b))
+    assert "tf32x3" in te.PRECISIONS
+    from mmdkit.kernels import PRECISIONS
+    assert "tf32x3" in PRECISIONS
+
+
+# ---------------------------------------------------------------------------
+# V with p <= MAX_ROWS columns: row reductions instead of the K @ V dot
+# ---------------------------------------------------------------------------
+# (id, n, m, d, p, Y mode, exclude_diagonal): ragged sizes (not multiples of the interpreter's 32 x 16
+# tiles); d = 3 and 1 (direct differences) and 5 (norm expansion); the three DIAG modes: X against Y,
+# one sample with its diagonal kept (t_ii = 0), and the diagonal excluded.
+ROWS_CASES = [
+    ("n37-m45-d3-p1-xy", 37, 45, 3, 1, "other", False),
+    ("same-n35-d5-p1-keep", 35, 35, 5, 1, "same", False),
+    ("same-n33-d1-p2-excl", 33, 33, 1, 2, "same", True),
+]
+ROWS_TABLE = [(k, c) for k in KERNELS for c in ROWS_CASES]
+
+
+@pytest.mark.parametrize("name, case", ROWS_TABLE, ids=[f"{k}-{c[0]}" for k, c in ROWS_TABLE])
+def test_row_reduction_forward_matches_float64(name, case, gen):
+    """p = 1, 2 (ROWS): every kernel kind, the three DIAG modes, ragged n, both distance paths, within
+    the float32 tolerance of the dot path (TOL32) of float64 and 2 TOL32 of the torch engine."""
+    X, Y, V, G, exclude = _inputs(case, gen)
+    kernel = _fit(KERNELS[name], X)
+    out = te.kernel_matmul(X, Y, V, kernel, exclude_diagonal=exclude)
+    ref = _dense(X, Y, V, G, kernel, exclude)[0]
+    assert out.shape == ref.shape and torch.isfinite(out).all()
+    assert _rel(out, ref) <= TOL32["out"], _rel(out, ref)
+    assert _rel(out, blocked.kernel_matmul(X, Y, V, kernel, exclude).double()) <= 2 * TOL32["out"]
+
+
+def test_launcher_takes_row_reductions_up_to_max_rows(gen, monkeypatch):
+    """The forward launch gets ROWS = p for p <= MAX_ROWS (one program column), ROWS = 0 (the dot) above."""
+    launches = []
+    fwd = te._kernel_matmul_fwd
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                launches.append((kwargs["ROWS"], grid({"BLOCK_M": 32})))
+                return fwd[grid](*args, **kwargs)
+            return launch
+
+    monkeypatch.setattr(te, "_kernel_matmul_fwd", Spy())
+    X = torch.randn(40, 2, generator=gen)
+    for p in (1, 2, 3):
+        te.kernel_matmul(X, None, torch.ones(40, p), Gaussian(bandwidth=1.0))
+    assert te.MAX_ROWS == 2
+    assert launches == [(1, (2, 1)), (2, (2, 1)), (0, (2, 1))]
+
+
 def test_kernel_terms_and_bad_input():
     mix = Mixture.of(Gaussian, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     terms = te.kernel_terms(mix)

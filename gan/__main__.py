@@ -4,6 +4,7 @@ Examples
 --------
 python -m mmdkit.gan train --loss mmd-gan --data grid25 --steps 3000 --seed 0 --out runs/mmd
 python -m mmdkit.gan train --loss mmd-gan --set critic_objective=attractive --set penalty.weight=1 --out runs/mmd-a
+python -m mmdkit.gan train --protocol pacgan --loss ns-gan --packing 4 --epochs 40 --seed 0 --out runs/pacgan4
 python -m mmdkit.gan bench --steps 3000 --seeds 0 1 2
 torchrun --nproc-per-node 2 -m mmdkit.gan train-dp --data ring8 --steps 500 --out runs/gmmn-dp
 """
@@ -28,12 +29,26 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one loss on one toy; writes metrics.json and PNGs to --out")
     t.add_argument("--loss", required=True, choices=sorted(LOSSES))
     t.add_argument("--data", default="grid25", choices=sorted(DATASETS))
-    t.add_argument("--steps", type=int, default=3000, help="generator steps")
+    t.add_argument("--protocol", default="fast", choices=["fast", "pacgan"],
+                   help="fast: this package's (--steps generator steps, the shared MLP generator); pacgan: "
+                        "PacGAN's synthetic-data setup (their networks, Adam 1e-4 / 0.8, batch 100, 400 epochs of "
+                        "100 000 samples, simultaneous updates), checkpointed and resumable in --out")
+    t.add_argument("--packing", type=int, default=1,
+                   help="the critic sees this many samples concatenated (PacGAN); any loss with a critic")
+    t.add_argument("--steps", type=int, default=None, help="generator steps (fast protocol; default 3000)")
+    t.add_argument("--epochs", type=int, default=None, help="epochs (pacgan protocol; default 400)")
+    t.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                   help="pacgan protocol: wall minutes between checkpoints (0: every epoch)")
+    t.add_argument("--max-minutes", type=float, default=None,
+                   help="pacgan protocol: stop with a checkpoint after this many minutes (rerun to continue)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", required=True, help="output folder")
-    t.add_argument("--batch-size", type=int, default=None, help="default: the loss's own, else 256")
-    t.add_argument("--g-hidden", type=int, default=G_HIDDEN, help="generator width")
-    t.add_argument("--g-layers", type=int, default=G_LAYERS, help="generator linear maps")
+    t.add_argument("--out", required=True, help="output folder (pacgan: the run folder it resumes from)")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="fast: real points per step (default: the loss's own, else 256); "
+                        "pacgan: packed rows per iteration (default 100)")
+    t.add_argument("--g-hidden", type=int, default=None, help=f"generator width (fast protocol; default {G_HIDDEN})")
+    t.add_argument("--g-layers", type=int, default=None,
+                   help=f"generator linear maps (fast protocol; default {G_LAYERS})")
     t.add_argument("--instance-noise", type=float, default=0.0,
                    help="initial std of instance noise on the critic's inputs (annealed to 0 over --steps / 2)")
     t.add_argument("--eval-samples", type=int, default=2500, help="generated points for the metrics")
@@ -99,22 +114,48 @@ def loss_from_settings(name: str, pairs: list[str]) -> GANLoss:
     return get_loss(name, **kwargs)
 
 
+def _train(args, loss: GANLoss) -> dict:
+    """``train --protocol fast``."""
+    from mmdkit.gan.trainer import train
+    for flag, value in (("--epochs", args.epochs), ("--max-minutes", args.max_minutes)):
+        if value is not None:
+            raise ValueError(f"`{flag}` applies to --protocol pacgan; the fast protocol counts --steps")
+    steps = 3000 if args.steps is None else args.steps
+    noise = InstanceNoise(args.instance_noise, max(1, steps // 2)) if args.instance_noise > 0 else None
+    return train(loss, args.data, steps=steps, seed=args.seed, out=args.out, batch_size=args.batch_size,
+                 instance_noise=noise, progress=not args.no_progress, eval_samples=args.eval_samples,
+                 g_hidden=args.g_hidden or G_HIDDEN, g_layers=args.g_layers or G_LAYERS, packing=args.packing)
+
+
+def _train_pacgan(args, loss: GANLoss) -> dict:
+    """``train --protocol pacgan``: every PacGAN default, --epochs / --packing / --batch-size override."""
+    from mmdkit.gan.pacgan import PROTOCOLS, train_protocol
+    for flag, value in (("--steps", args.steps), ("--g-hidden", args.g_hidden), ("--g-layers", args.g_layers),
+                        ("--instance-noise", args.instance_noise or None)):
+        if value is not None:
+            raise ValueError(f"`{flag}` is not part of --protocol pacgan (its networks and schedule are PacGAN's; "
+                             "--epochs sets the length)")
+    changes = {"packing": args.packing, "eval_samples": args.eval_samples}
+    if args.epochs is not None:
+        changes["epochs"] = args.epochs
+    if args.batch_size is not None:
+        changes["batch_size"] = args.batch_size
+    protocol = dataclasses.replace(PROTOCOLS["pacgan"], **changes)
+    return train_protocol(loss, args.data, protocol, seed=args.seed, out=args.out,
+                          checkpoint_minutes=args.checkpoint_minutes, max_minutes=args.max_minutes,
+                          progress=not args.no_progress)
+
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "train":
-        from mmdkit.gan.trainer import train
         try:
             loss = loss_from_settings(args.loss, args.set)
+            m = _train(args, loss) if args.protocol == "fast" else _train_pacgan(args, loss)
         except (ValueError, TypeError) as e:
             parser.error(str(e))
-        noise = None
-        if args.instance_noise > 0:
-            noise = InstanceNoise(args.instance_noise, max(1, args.steps // 2))
-        m = train(loss, args.data, steps=args.steps, seed=args.seed, out=args.out,
-                  batch_size=args.batch_size, instance_noise=noise, progress=not args.no_progress,
-                  eval_samples=args.eval_samples, g_hidden=args.g_hidden, g_layers=args.g_layers)
-        shown = {k: v for k, v in m.items() if k != "settings"}
+        shown = {k: v for k, v in m.items() if k not in ("settings", "history")}
         print(json.dumps(shown, indent=1, default=str))
         return 0
     if args.command == "train-dp":

@@ -57,7 +57,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
           out: str | Path | None = None, batch_size: int | None = None, instance_noise: InstanceNoise | None = None,
           snapshots: int = 6, progress: bool = True, threads: int | None = 1,
           eval_samples: int = EVAL_SAMPLES, lr_decay: str = "linear", scale_output: bool = False,
-          g_hidden: int = G_HIDDEN, g_layers: int = G_LAYERS) -> dict:
+          g_hidden: int = G_HIDDEN, g_layers: int = G_LAYERS, packing: int = 1) -> dict:
     """Train a generator on a toy data set with ``loss``; returns (and writes) the metrics.
 
     Parameters
@@ -79,6 +79,12 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
         trial: bench/GAN_RESULTS.md, section "Trainer defaults")
     g_hidden, g_layers : the generator MLP's width and number of linear maps (defaults:
         ``G_HIDDEN`` x ``G_LAYERS``; see there)
+    packing : m, the critic's packing (PacGAN, Lin et al. 2018): the critic sees m samples
+        concatenated, (n, d) batches as (n / m, m d) rows of m consecutive samples, so every
+        critic-based loss runs unchanged on the packed rows (its critic has m d inputs; a
+        gradient penalty interpolates packed rows). ``batch_size`` (points) must be a multiple
+        of m; 1 (default) is no packing; a loss without a critic (gmmn) takes only 1. No
+        critic.png for m > 1 (the critic is not a function on the plane)
     snapshots : how many sample snapshots over time go into samples.png
     progress : show a tqdm progress bar
     eval_samples : generated points the metrics use (2500, the benchmark tables' count;
@@ -112,6 +118,13 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     data = get_dataset(data) if isinstance(data, str) else data
     loss = for_data(loss, data)
     batch_size = batch_size or loss.batch_size or BATCH_SIZE
+    if isinstance(packing, bool) or not isinstance(packing, int) or packing < 1:
+        raise ValueError(f"--packing must be a positive integer, got {packing!r}")
+    if packing > 1 and loss.critic_type == "none":
+        raise ValueError(f"--packing applies to losses with a critic; {loss.name} has none (use --packing 1)")
+    if batch_size % packing:
+        raise ValueError(f"--packing {packing} must divide the batch size (points per step), got {batch_size}")
+    pack = (lambda x: x.reshape(-1, packing * x.shape[1])) if packing > 1 else (lambda x: x)
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -119,7 +132,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         G = Generator(hidden=g_hidden, layers=g_layers, out_scale=data.scale if scale_output else 1.0)
-        C = make_critic(loss)
+        C = make_critic(loss, d=2 * packing)
     opt_g = make_optimizer(loss, G.parameters(), loss.lr_g)
     opt_c = make_optimizer(loss, C.parameters(), loss.lr_c) if C is not None else None
     if lr_decay not in ("linear", "none"):
@@ -149,7 +162,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
                 real = data.sample(batch_size, g)
                 with torch.no_grad():
                     fake = G.sample(nf, g)
-                r, f = feed(real, step), feed(fake, step)
+                r, f = pack(feed(real, step)), pack(feed(fake, step))
                 lc = loss.critic_loss(C, r, f)
                 if loss.penalty is not None:
                     lc = lc + loss.penalty(loss.critic_function(C, r, f), r, f, g)
@@ -164,7 +177,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
         if C is not None:
             for p in C.parameters():
                 p.requires_grad_(False)
-        lg = loss.generator_loss(C, feed(real, step), feed(fake, step))
+        lg = loss.generator_loss(C, pack(feed(real, step)), pack(feed(fake, step)))
         opt_g.zero_grad(set_to_none=True)
         lg.backward()
         opt_g.step()
@@ -187,7 +200,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
                     "cpu_seconds": cpu_seconds,
                     "seed": seed, "data": data.name, "batch_size": batch_size, "eval_samples": eval_samples,
                     "lr_decay": lr_decay, "scale_output": scale_output,
-                    "generator": {"hidden": g_hidden, "layers": g_layers, "z_dim": G.z_dim},
+                    "generator": {"hidden": g_hidden, "layers": g_layers, "z_dim": G.z_dim}, "packing": packing,
                     "instance_noise": None if instance_noise is None else vars(instance_noise),
                     "settings": loss.settings(), "loss_state": loss.state_dict()})
     if out is not None:
@@ -197,7 +210,8 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
         from mmdkit.gan.plots import plot_critic, plot_losses, plot_snapshots
         plot_snapshots(snaps, data, out / "samples.png", title=f"{loss.name} on {data.name}")
         real = data.sample(500, torch.Generator().manual_seed(30_000 + seed))
-        plot_critic(loss, C, real, samples[:500], data, out / "critic.png")
+        if packing == 1:
+            plot_critic(loss, C, real, samples[:500], data, out / "critic.png")
         plot_losses(history, out / "losses.png", title=f"{loss.name} on {data.name}")
     if threads is not None:
         torch.set_num_threads(old_threads)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import mmdkit
+import sketch
 from mmdkit.kernels.reference import make_pair
 from benchutil import bench_pair_statistic, record, sizes
 
@@ -20,6 +21,7 @@ def dense_energy_distance(X, Y):
 IMPLS = {
     "engine": lambda X, Y: mmdkit.energy_distance(X, Y, backend="torch"),
     "dense": dense_energy_distance,
+    "sketch": sketch.energy_distance,  # issue 16's hand-written baseline
 }
 
 
@@ -28,6 +30,8 @@ IMPLS = {
 @pytest.mark.parametrize("n", NS)
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 def test_energy_distance(benchmark, matmul_gflops, impl, n, d, mode):
+    if impl == "sketch" and mode != "fwd":
+        pytest.skip("the sketch has no backward")
     bench_pair_statistic(benchmark, matmul_gflops, IMPLS[impl], impl, n, d, mode)
 
 

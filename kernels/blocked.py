@@ -110,17 +110,30 @@ def _centre(X: Tensor, Y: Tensor | None, kernel: KernelSpec) -> tuple[Tensor, Te
     return X, Y
 
 
-def _factors(X: Tensor, Y: Tensor, kind: str, norm: str = "l2") -> tuple[Tensor, Tensor]:
-    """Left and right factors whose product is the tile of t (|x-y|^2 or <x, y>).
+def _factors(X: Tensor, Y: Tensor, kind: str, norm: str = "l2", fold: float | None = None) -> tuple[Tensor, Tensor]:
+    """Left and right factors whose product is the tile of t (|x-y|^2 or <x, y>), or of fold * t.
 
     For L1 kernels, and distance kernels with d <= DIRECT_MAX_D, the raw
-    points come back and :func:`_t_tile` takes direct differences instead.
+    points come back and :func:`_t_tile` takes direct differences instead
+    (``fold`` must then be None: see :func:`_fold_of`). The fold scales the
+    left factor in float64 before its one rounding.
     """
     if kind == "dot" or norm == "l1" or X.shape[1] <= DIRECT_MAX_D:
+        assert fold is None, "a fold needs matmul tiles"
         return X, Y
     one = lambda A: torch.ones(A.shape[0], 1, dtype=A.dtype, device=A.device)
     sq = lambda A: (A * A).sum(1, keepdim=True)
-    return torch.cat([X * -2, sq(X), one(X)], 1), torch.cat([Y, one(Y), sq(Y)], 1)
+    L = torch.cat([X * -2, sq(X), one(X)], 1)
+    if fold is not None:
+        L = (L.to(torch.float64) * fold).to(X.dtype)
+    return L, torch.cat([Y, one(Y), sq(Y)], 1)
+
+
+def _fold_of(kernel: KernelSpec, d: int) -> float | None:
+    """The kernel's :meth:`~mmdkit.kernels.specs.KernelSpec.fold` where its tiles are matmuls, else None."""
+    if kernel.kind != "distance" or kernel.norm == "l1" or d <= DIRECT_MAX_D:
+        return None
+    return kernel.fold()
 
 
 def _dk_unit(kernel: KernelSpec) -> float:
@@ -133,12 +146,15 @@ def _dk_unit(kernel: KernelSpec) -> float:
     return 1.0 if c is None else c
 
 
-def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, norm: str = "l2") -> Tensor:
+def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, norm: str = "l2",
+            fold: float | None = None) -> Tensor:
     """The tile of t (|x - y|^2, |x - y|_1^2 or <x, y>) for the factors L, R of :func:`_factors`.
 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself,
     which get a distance of exactly 0. ``cusp``: coincident points must sit at
-    exactly t = 0 (kernels with a sqrt of t).
+    exactly t = 0 (kernels with a sqrt of t). With a ``fold`` (the factors'
+    scale) the tile is fold * t; a negative fold leaves the clamp at 0 to the
+    kernel's folded evaluation.
     """
     if kind == "distance" and norm == "l1":  # raw points: (sum_c |x_c - y_c|)^2, exact 0 at x = y
         t = torch.cdist(L, R, p=1).square_()
@@ -151,25 +167,31 @@ def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, n
         if kind == "distance" and cusp:
             # The expansion leaves ~ (d+2) eps (|x|^2 + |y|^2) of rounding where x = y, which a
             # sqrt would turn into ~sqrt(eps) |x|: pairs below that bound are coincident, t = 0.
-            tol = (L[:, -2:-1] + R[:, -1].max()).mul_(4 * L.shape[1] * torch.finfo(t.dtype).eps)
-            t.masked_fill_(t <= tol, 0.0)  # (BM, BN) <= (BM, 1); also clamps negatives
-    if kind == "distance":
-        t.clamp_min_(0)
-        if diagonal is not None:
-            t.diagonal(diagonal).zero_()
+            # (L[:, -2] holds fold |x|^2 and R[:, -1] |y|^2; cusp kernels fold by f > 0)
+            tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()).mul_(4 * L.shape[1] * torch.finfo(t.dtype).eps)
+            # The masked fill costs more than the matmul (a bool tile, then a masked pass): on the CPU,
+            # a tile whose smallest t exceeds every row's bound (no close pairs) is left as it is.
+            if t.device.type != "cpu" or diagonal is not None or t.min() <= tol.max():
+                t.masked_fill_(t <= tol, 0.0)  # (BM, BN) <= (BM, 1); also clamps negatives
+        elif kind == "distance" and (fold is None or fold > 0):
+            t.clamp_min_(0)
+    # (direct differences and L1 distances are >= 0 as computed)
+    if kind == "distance" and diagonal is not None:
+        t.diagonal(diagonal).zero_()
     return t
 
 
 def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: int | None,
-          exclude: bool = True):
-    """k and dk/dt / _dk_unit(kernel) on the tile L @ R.T.
+          exclude: bool = True, fold: float | None = None):
+    """k and dk/dt / _dk_unit(kernel) on the tile L @ R.T (factors folded by ``fold``, see :func:`_fold_of`).
 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself:
     they are zeroed (``exclude``) or get a distance of exactly 0.
     """
-    t = _t_tile(L, R, kernel.kind, kernel.cusp_at_zero, diagonal, kernel.norm)
+    t = _t_tile(L, R, kernel.kind, kernel.cusp_at_zero, diagonal, kernel.norm, fold)
     scaled = derivative and kernel.derivative_scale() is not None
-    k, dk = kernel.evaluate_(t, derivative and not scaled)
+    evaluate = kernel.evaluate_ if fold is None else kernel.evaluate_folded_
+    k, dk = evaluate(t, derivative and not scaled)
     if scaled:  # dk/dt = c k: the callers multiply their products of dk by c (_dk_unit)
         dk = k
     if diagonal is not None and exclude:
@@ -207,7 +229,8 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
     where the caller asks: float64 gradient products, see :func:`grad_dtype`).
     """
     sym = Y is None
-    L, R = _factors(X, X if sym else Y, kernel.kind, kernel.norm)
+    fold = _fold_of(kernel, X.shape[1])
+    L, R = _factors(X, X if sym else Y, kernel.kind, kernel.norm, fold)
     n, m = L.shape[0], R.shape[0]
     acc = lambda A, rows: None if A is None else torch.zeros(rows, A.shape[1], dtype=A.dtype, device=A.device)
     KV, KtVT, DW, DtWT = acc(V, n), acc(VT, m), acc(W, n), acc(WT, m)
@@ -217,7 +240,7 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
     for i0, i1, j0, j1, diag in tiles(rows, None if sym else _ranges(m, TILE_COLS)):
         if same and i0 < j1 and j0 < i1:
             diag = i0 - j0
-        k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal)
+        k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal, fold)
         kv = None if V is None and VT is None else k.to((V if V is not None else VT).dtype)
         if deriv:
             dk = dk.to((W if W is not None else WT).dtype)
@@ -401,7 +424,8 @@ class _BlockSums(torch.autograd.Function):
     @staticmethod
     def forward(ctx, Z, bounds, kernel, exclude_diagonal, need_grad):
         Zc, _ = _centre(Z, None, kernel)
-        L, R = _factors(Zc, Zc, kernel.kind, kernel.norm)
+        fold = _fold_of(kernel, Zc.shape[1])
+        L, R = _factors(Zc, Zc, kernel.kind, kernel.norm, fold)
         N, p = Zc.shape[0], len(bounds) - 1
         cuts = torch.tensor(bounds[1:-1], device=Z.device)
         group = torch.bucketize(torch.arange(N, device=Z.device), cuts, right=True)
@@ -414,7 +438,7 @@ class _BlockSums(torch.autograd.Function):
         block = {i0: bisect.bisect_right(bounds, i0) - 1 for i0, _ in chunks}
         for i0, i1, j0, j1, diag in tiles(chunks):
             bi, bj = block[i0], block[j0]
-            k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal)
+            k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal, fold)
             # float32 row sums, float64 across them (a float64 sum of the whole tile costs 5x more)
             total = k.sum(1).sum(dtype=torch.float64)
             S[bi, bj] += total

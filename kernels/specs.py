@@ -54,6 +54,18 @@ def _exp_(x: Tensor) -> Tensor:
     return x.clamp_min_(math.log(torch.finfo(x.dtype).tiny) + 1.0).exp_()
 
 
+_LOG2E = 1.0 / math.log(2.0)
+# exp2 arguments below these give results outside the normal range (the slow path :func:`_exp_` avoids)
+_LOG2_TINY = {dt: math.log2(torch.finfo(dt).tiny) + 1.0 for dt in (torch.float16, torch.bfloat16, torch.float32,
+                                                                     torch.float64)}
+
+
+def _zero_infinities_(x: Tensor) -> Tensor:
+    """``x`` with its +-inf entries set to 0, in place (one pass; NaN stays NaN): the value a
+    derivative that diverges at t = 0 takes there, without the bool tile of a masked fill."""
+    return x.nan_to_num_(nan=math.nan, posinf=0.0, neginf=0.0)
+
+
 def check_positive(value, name: str) -> float:
     """``value`` as a float, checked to be a positive finite real number (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, Real):
@@ -114,6 +126,22 @@ class KernelSpec:
         """
         return None
 
+    def fold(self) -> float | None:
+        """f where the engines may scale t by f inside the distance matmul (None: they may not).
+
+        A kernel exp(c t) or exp(-sqrt(t) / h) then evaluates on t' = f t with
+        :meth:`evaluate_folded_` as exp2 of t' (or of -sqrt(t')): the scale and
+        log2(e) ride in the matmul's factors, which removes one elementwise pass
+        and the systematic error of multiplying every t by one rounded float32
+        constant, and exp2 runs at about twice the rate of exp in torch on the
+        CPU (bench/RESULTS.md, "Elementwise passes").
+        """
+        return None
+
+    def evaluate_folded_(self, t: Tensor, derivative: bool = False) -> tuple[Tensor, Tensor | None]:
+        """:meth:`evaluate_` on t' = :meth:`fold` * t (unclamped where the fold is negative); may overwrite it."""
+        raise NotImplementedError(f"the {self.name} kernel has no folded form")  # only kernels whose fold() is set
+
     # -- helpers shared by all specs ---------------------------------------
     @property
     def needs_bandwidth(self) -> bool:
@@ -148,6 +176,13 @@ class Gaussian(KernelSpec):
         c = self.derivative_scale()
         k = _exp_(t.mul_(c))
         return k, (k * c if derivative else None)
+
+    def fold(self):  # t' = c log2(e) t <= 0, k = 2^t'
+        return self.derivative_scale() * _LOG2E
+
+    def evaluate_folded_(self, t, derivative=False):
+        k = t.clamp_(_LOG2_TINY[t.dtype], 0.0).exp2_()  # t' <= 0 (the matmul's rounding may leave it > 0)
+        return k, (k * self.derivative_scale() if derivative else None)
 
     def second_derivative(self, t):  # c^2 exp(c t)
         c = self.derivative_scale()
@@ -191,7 +226,17 @@ class Laplace(KernelSpec):
         if not derivative:
             return _exp_(r.div_(-h)), None
         k = _exp_(r / -h)
-        dk = (k / r).mul_(-0.5 / h).masked_fill_(r == 0, 0.0)
+        dk = _zero_infinities_((k / r).mul_(-0.5 / h))  # k / r is infinite exactly where r = 0
+        return k, dk
+
+    def fold(self):  # t' = (log2(e) / h)^2 t >= 0, k = 2^-sqrt(t'); the L1 tiles are not matmuls
+        return (_LOG2E / self._h()) ** 2 if self.norm == "l2" else None
+
+    def evaluate_folded_(self, t, derivative=False):
+        r = t.sqrt_()  # r' = log2(e) r / h
+        k = r.neg().clamp_min_(_LOG2_TINY[t.dtype]).exp2_()
+        # dk/dt = -k / (2 h r) = -(log2(e) / (2 h^2)) k / r'; 0 at r = 0
+        dk = _zero_infinities_(k.div(r).mul_(-0.5 * _LOG2E / self._h() ** 2)) if derivative else None
         return k, dk
 
     def second_derivative(self, t):  # k (r + h) / (4 h^2 r^3), r = sqrt(t)
@@ -228,10 +273,10 @@ class Energy(KernelSpec):
     def evaluate_(self, t, derivative=False):
         b = self.exponent
         dk = None
-        if derivative:  # dk/dt = -(b/2) t^(b/2 - 1), 0 at t = 0
-            dk = t.pow(b / 2 - 1).mul_(-b / 2).masked_fill_(t == 0, 0.0)
-        k = t.sqrt_() if b == 1 else t.pow_(b / 2)
-        return k.neg_(), dk
+        if derivative:  # dk/dt = -(b/2) t^(b/2 - 1), 0 at t = 0 (where it is infinite for b < 2)
+            dk = t.pow(b / 2 - 1).mul_(-b / 2)
+            dk = _zero_infinities_(dk) if b < 2 else dk.masked_fill_(t == 0, 0.0)
+        return (t.sqrt_() if b == 1 else t.pow_(b / 2)).neg_(), dk
 
     def second_derivative(self, t):  # -(b/2)(b/2 - 1) t^(b/2 - 2), 0 at t = 0
         a = self.exponent / 2

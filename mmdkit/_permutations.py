@@ -117,20 +117,52 @@ def permute(key: np.ndarray, perms: np.ndarray, idx: np.ndarray, N: int) -> np.n
         raise ValueError(f"permutations of N = {N} points: N must lie in [1, 2^32]")
     h = max(1, ((N - 1).bit_length() + 1) // 2)
     keys = _round_keys(key, perms)  # (rounds, B, 1)
-    idx = np.asarray(idx, dtype=_U32)
+    y = _feistel_rows(np.asarray(idx, dtype=_U32), keys, h)
+    with np.errstate(over="ignore"):
+        tail = (1 << (2 * h)) - N  # values the network can reach outside [0, N)
+        if tail and tail <= 2 * max(y.shape[1], 1):
+            _walk_by_table(y, keys, h, N)
+        else:
+            _walk(y, keys, h, N)
+    return y.astype(np.int64)
+
+
+def _feistel_rows(idx: np.ndarray, keys: np.ndarray, h: int) -> np.ndarray:
+    """(B, len(idx)) uint32: the network of permutation b (keys[:, b]) on every index, in cache-sized row blocks."""
     y = np.empty((keys.shape[1], idx.size), _U32)
     step = max(1, CHUNK // max(idx.size, 1))
     with np.errstate(over="ignore"):
         for r0 in range(0, y.shape[0], step):
             y[r0:r0 + step] = _feistel(np.broadcast_to(idx, (min(step, y.shape[0] - r0), idx.size)),
                                        keys[:, r0:r0 + step], h)
-        rows, cols = np.nonzero(y >= N)
-        while rows.size:  # cycle-walking: ~1 more pass for a few values (2^(2h) < 4 N)
-            v = _feistel(y[rows, cols][:, None], keys[:, rows], h)[:, 0]
-            y[rows, cols] = v
-            keep = v >= N
-            rows, cols = rows[keep], cols[keep]
-    return y.astype(np.int64)
+    return y
+
+
+def _walk(y: np.ndarray, keys: np.ndarray, h: int, N: int) -> None:
+    """Cycle-walking in place: apply the network again to the values >= N until they fall in [0, N)."""
+    rows, cols = np.nonzero(y >= N)
+    while rows.size:  # ~1 more pass for a few values (2^(2h) < 4 N)
+        v = _feistel(y[rows, cols][:, None], keys[:, rows], h)[:, 0]
+        y[rows, cols] = v
+        keep = v >= N
+        rows, cols = rows[keep], cols[keep]
+
+
+def _walk_by_table(y: np.ndarray, keys: np.ndarray, h: int, N: int) -> None:
+    """:func:`_walk` with the same result, for many indices per permutation: the network's values on the
+    whole tail [N, 2^(2h)) once per permutation (contiguous rows, the fast path), then the walks as
+    lookups in that table (no network evaluations on scattered values)."""
+    tail, cols = (1 << (2 * h)) - N, y.shape[1]
+    table = _feistel_rows(np.arange(N, N + tail, dtype=_U32), keys, h).reshape(-1)  # one step from each tail value
+    pos = np.flatnonzero(y >= N)  # flat positions in y still walking
+    v = y.reshape(-1)[pos].astype(np.int64)
+    base = pos // cols * tail - N  # table[base + v] = one step from v under the row's permutation
+    while pos.size:
+        v = table[base + v]
+        done = v < N
+        y.reshape(-1)[pos[done]] = v[done]
+        keep = ~done
+        pos, v, base = pos[keep], v[keep], base[keep]
 
 
 def _x_masks(gen: torch.Generator, n: int, N: int, count: int, exact: bool, batch: int, rows: np.ndarray):

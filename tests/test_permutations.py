@@ -101,3 +101,19 @@ def test_tests_use_the_stream_and_batches_do_not_change_pvalues():
     Z = np.concatenate([X, Y])
     ref = [float(mmdkit.mmd2_unbiased(Z[lab], Z[~lab], bandwidth=1.0)) for lab in labels[:5]]
     np.testing.assert_allclose(a.null_distribution[:5], ref, rtol=1e-10)
+
+
+@pytest.mark.parametrize("N", [2, 3, 5, 13, 100, 1000, 2049, 5003])
+def test_walk_by_table_equals_cycle_walking(N):
+    """The two walks of permute (lookups in the tail's table, for many rows; the network again, for few)
+    give the same values on the same first pass, for all rows and for a scattered few."""
+    from mmdkit._permutations import _U32, _feistel_rows, _round_keys, _walk, _walk_by_table
+    h = max(1, ((N - 1).bit_length() + 1) // 2)
+    keys = _round_keys(KEY, np.arange(5, 45))
+    for idx in (np.arange(N), np.random.default_rng(N).choice(N, size=max(1, N // 9), replace=False)):
+        a = _feistel_rows(idx.astype(_U32), keys, h)
+        b = a.copy()
+        with np.errstate(over="ignore"):
+            _walk(a, keys, h, N)
+            _walk_by_table(b, keys, h, N)
+        assert (a < N).all() and np.array_equal(a, b)

@@ -301,3 +301,19 @@ def test_nothing_is_silently_reshaped():
         mmd2_biased(GOOD_X[:, :, None], GOOD_Y[:, :, None], bandwidth=1.0)
     with raises(ValueError, "X", "Y"):
         mmd2_biased(GOOD_X[:, 0][None, :], GOOD_Y[:, :1], bandwidth=1.0)
+
+
+def test_finite_check_is_exact_when_the_sum_overflows():
+    """check_finite first sums each tensor: a finite sum proves it finite; an overflowing sum of finite
+    values must still pass, and a NaN or inf anywhere must still be found and counted."""
+    from mmdkit._validation import check_finite
+    big = torch.full((64, 3), 3e38)  # finite, but its float32 sum is inf
+    check_finite(X=big)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        T = big.clone()
+        T[17, 2] = bad
+        with pytest.raises(ValueError, match=r"`T` contains 1 NaN or infinite"):
+            check_finite(T=T)
+    mixed = torch.tensor([[float("inf")], [-float("inf")]])  # the sum is NaN
+    with pytest.raises(ValueError, match=r"`M` contains 2 NaN or infinite"):
+        check_finite(M=mixed)

@@ -3,7 +3,7 @@
 Each is a function of the critic's outputs on real and fake points only
 (``critic_value``, ``generator_value``), so
 :meth:`~mmdkit.gan.losses_base.GANLoss.joint_losses` computes both losses from
-one critic forward pass (the simultaneous updates of PacGAN's protocol). None
+one critic forward pass on each batch (the simultaneous updates of PacGAN's protocol). None
 has a training state.
 """
 from __future__ import annotations

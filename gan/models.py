@@ -171,11 +171,31 @@ class PacGANGenerator(nn.Module):
         return self(torch.randn(n, self.z_dim, generator=generator))
 
 
-class LinearMaxout(nn.Module):
-    """Linear map to ``out_dim * pieces`` units, then the max over each group of ``pieces`` consecutive units.
+class _Maxout(torch.autograd.Function):
+    """y = max over pieces of z viewed as (..., pieces, units); the gradient goes to every maximal piece
+    (Theano's max gradient, ``g * (z == max)``), in plain torch ops, so it can be differentiated again."""
 
-    blocks' ``LinearMaxout`` (``Maxout`` reshapes the last axis to (out_dim,
-    pieces) and takes the max over pieces).
+    @staticmethod
+    def forward(ctx, z: Tensor, pieces: int) -> Tensor:
+        v = z.view(*z.shape[:-1], pieces, z.shape[-1] // pieces)
+        out = v.amax(-2)   # a reduction over a middle axis: ~20x faster than .max(-1) over 5 contiguous values
+        ctx.save_for_backward(v, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        v, out = ctx.saved_tensors
+        return ((v == out.unsqueeze(-2)) * g.unsqueeze(-2)).flatten(-2), None
+
+
+class LinearMaxout(nn.Module):
+    """Linear map to ``pieces * out_dim`` units, then unit j = max_k z[k out_dim + j] over the ``pieces`` pieces.
+
+    blocks' ``LinearMaxout`` groups consecutive units (unit j = max_k z[pieces j + k]);
+    this layout groups every ``out_dim``-th unit instead, which is the same
+    family of functions under a fixed relabelling of the linear map's outputs
+    (and the same i.i.d. initialisation), and is cheaper to reduce. The
+    backward (:class:`_Maxout`) costs about half of ``amax``'s or ``max``'s.
     """
 
     def __init__(self, in_dim: int, out_dim: int, pieces: int = 5):
@@ -184,7 +204,7 @@ class LinearMaxout(nn.Module):
         self.linear = nn.Linear(in_dim, out_dim * pieces)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear(x).view(*x.shape[:-1], self.out_dim, self.pieces).amax(-1)
+        return _Maxout.apply(self.linear(x), self.pieces)
 
 
 class MaxoutCritic(nn.Module):

@@ -22,11 +22,13 @@ What the reference repository (github fjxmlzn/PacGAN) defines, and where it is h
   200 units with 5 pieces, a linear output), weights N(0, 0.02^2), biases 0
   (``pacgan_task.py``, ``create_model_brick``);
 * loss (``pacgan/bricks.py``, ``compute_losses``): the discriminator sees the
-  real and the fake packed rows in one forward pass; critic loss
+  real and the fake packed rows in one forward pass (here one pass on each,
+  equal up to rounding as it has no batch statistics, and cheaper: the
+  generator's backward skips the real rows); critic loss
   softplus(-D(x)) + softplus(D(G z)), generator loss softplus(-D(G z)) (plus a
   term constant in G): the non-saturating GAN, ``ns-gan`` here;
 * updates (ALI's ``ali/algorithms.py``, ``ali_algorithm``): simultaneous: the
-  critic's and the generator's gradients come from the same forward pass, then
+  critic's and the generator's gradients come from the same forward passes, then
   both take an Adam step (lr 1e-4, beta1 0.8, blocks' beta2 0.999 and eps
   1e-8); the batch norm population statistics move by 0.05 towards the
   minibatch estimates every iteration;

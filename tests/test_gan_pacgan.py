@@ -73,13 +73,25 @@ def test_network_shapes_and_parameter_counts_match_the_reference_sizes(m, one_th
     assert [mod.bias is None for mod in G.linears] == [True] * 4 and G.out.bias is not None
 
 
-def test_linear_maxout_takes_the_max_over_consecutive_pieces(gen):
+def test_linear_maxout_values_and_gradients_against_a_dense_float64_formula(gen):
     D = MaxoutCritic(d_in=3, out_dim=4, hidden=6, layers=1, pieces=5).double()
-    x = torch.randn(8, 3, generator=gen, dtype=torch.float64)
+    x = torch.randn(8, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     lin = D.layers[0].linear
-    z = x @ lin.weight.T + lin.bias                                     # (8, 30): units 5 j .. 5 j + 4 -> unit j
-    hidden = torch.stack([z[:, 5 * j:5 * j + 5].max(1).values for j in range(6)], 1)
-    torch.testing.assert_close(D(x), hidden @ D.out.weight.T + D.out.bias, rtol=1e-12, atol=1e-12)
+
+    def dense(x):   # unit j = max over pieces k of z[:, 6 k + j]
+        z = x @ lin.weight.T + lin.bias                                 # (8, 30)
+        hidden = torch.stack([torch.stack([z[:, 6 * k + j] for k in range(5)], 1).max(1).values for j in range(6)], 1)
+        return hidden @ D.out.weight.T + D.out.bias
+
+    torch.testing.assert_close(D(x), dense(x), rtol=1e-12, atol=1e-12)
+    up = torch.randn(8, 4, generator=gen, dtype=torch.float64)
+    params = [x, *D.parameters()]
+    for a, b in zip(torch.autograd.grad((D(x) * up).sum(), params), torch.autograd.grad((dense(x) * up).sum(), params)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # second order (a gradient penalty through the critic): the gradient of ||dD/dx||^2 w.r.t. the weights
+    gp = [torch.autograd.grad(f(x).sum(1).pow(2).sum(), x, create_graph=True)[0].pow(2).sum() for f in (D, dense)]
+    for a, b in zip(torch.autograd.grad(gp[0], list(D.parameters())), torch.autograd.grad(gp[1], list(D.parameters()))):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_pack_batch_norm_per_slot_with_blocks_population_statistics(gen):
@@ -271,3 +283,19 @@ def test_metrics_of_a_perfect_sampler_against_closed_forms_and_pacgans_metric_co
     theirs = pacgan_metric_logger(off, data.modes, data.std)
     assert (mine["modes_covered"], mine["high_quality"]) == theirs[:2]
     assert mine["reverse_kl"] == pytest.approx(theirs[2], rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("name,m", [("mmd-gan", 2), ("began", 2), ("gmmn", 1), ("wgan-gp", 3), ("cramer-gan", 2)])
+def test_every_kind_of_loss_runs_under_the_protocol(name, m, one_thread):
+    """Feature critics (with a penalty), autoencoder critics (with state), no critic, n_critic > 1
+    (alternating updates), two fake batches: finite losses and metrics, the configured state apart."""
+    p = tiny(packing=m, epochs=1, num_samples=300)
+    r = train_protocol(name, "grid25", p, seed=0, progress=False)
+    row = r["history"][-1]
+    assert r["finished"] and r["iterations"] == 3 and r["protocol"]["packing"] == m
+    assert all(math.isfinite(row[k]) for k in ("generator_loss", "mmd2_heldout", "kid"))
+    if name == "began":
+        assert r["settings"]["k"] == 0.0 and 0.0 < r["loss_state"]["k"] <= 1.0
+    if name == "gmmn":
+        with pytest.raises(ValueError, match="--packing applies to losses with a critic"):
+            train_protocol(name, "grid25", tiny(packing=2), progress=False)

@@ -1,0 +1,87 @@
+"""Issue 16's permutation-test goals in one run: each test against its bare upper-triangle GEMMs.
+
+    .venv/bin/python bench/perm_ratios.py [--rounds 5]
+
+The reference is the permutation product's own tile products with no kernel and no labels: for
+each kernel, the engine's dense upper tiles of the pooled sample (``blocked.tiles`` over
+``blocked.dense_tile(N)`` rows) times an (N, P + 1) block, i.e. about N^2 / 2 x (P + 1) x 2 flops per
+kernel, in the test's dtype. Cases (n = m): ``energy_test`` at 1000, d = 16, P = 1000, and the
+aggregated test (MMDAgg, the paper's grid of 10 Gaussians) at 500, d = 1, B1 = B2 = 2000; float32
+tensors and float64 numpy arrays. Rounds interleave test and reference; times are minima after a
+warm-up, 2 threads; dcor's energy test is timed once beside it where dcor is installed.
+"""
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import mmdkit
+from mmdkit.kernels import blocked
+from mmdkit.kernels.reference import make_pair
+
+
+def bare_gemms(N, P, kernels, dtype):
+    """The reference: per kernel, the dense upper tiles times an (N, P + 1) block."""
+    g = torch.Generator().manual_seed(0)
+    rows = blocked._ranges(N, blocked.dense_tile(N))
+    tiles = [(i0, i1, j0, j1, torch.rand(i1 - i0, j1 - j0, generator=g, dtype=dtype))
+             for i0, i1, j0, j1, _ in blocked.tiles(rows)]
+    E = torch.rand(N, P + 1, generator=g, dtype=dtype)
+    acc = torch.zeros(N, P + 1, dtype=dtype)
+
+    def run():
+        for _ in range(kernels):
+            for i0, i1, j0, j1, k in tiles:
+                acc[i0:i1].addmm_(k, E[j0:j1])
+    return run
+
+
+def cases():
+    for dtype in (torch.float32, torch.float64):
+        X, Y = make_pair(1000, 1000, 16, shift=0.1, dtype=dtype)
+        if dtype == torch.float64:
+            X, Y = X.numpy(), Y.numpy()
+        yield (f"energy_test n=m=1000 d=16 P=1000 {str(dtype)[6:]}",
+               lambda X=X, Y=Y: mmdkit.energy_test(X, Y, n_permutations=1000, seed=0, progress=False),
+               bare_gemms(2000, 1000, 1, dtype), (X, Y))
+        X, Y = make_pair(500, 500, 1, shift=0.2, dtype=dtype)
+        if dtype == torch.float64:
+            X, Y = X.numpy(), Y.numpy()
+        yield (f"MMDAgg n=m=500 d=1 10 kernels B1=B2=2000 {str(dtype)[6:]}",
+               lambda X=X, Y=Y: mmdkit.mmd_test(X, Y, aggregate=True, seed=0, progress=False),
+               bare_gemms(1000, 4000, 10, dtype), None)
+
+
+def main(argv=None):
+    a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    a.add_argument("--rounds", type=int, default=5)
+    args = a.parse_args(argv)
+    torch.set_num_threads(2)
+    try:
+        import dcor
+    except ImportError:
+        dcor = None
+    print("| case | test s | bare GEMMs s | test / GEMMs | dcor s | dcor / test |")
+    print("|---|---|---|---|---|---|")
+    for name, test, bare, energy_data in cases():
+        best = [float("inf"), float("inf")]
+        for r in range(args.rounds + 1):
+            for i, f in enumerate((test, bare)):
+                start = time.perf_counter()
+                f()
+                if r:
+                    best[i] = min(best[i], time.perf_counter() - start)
+        dc = "-"
+        if dcor is not None and energy_data is not None:
+            X, Y = (np.asarray(v, dtype=np.float64) for v in energy_data)
+            start = time.perf_counter()
+            dcor.homogeneity.energy_test(X, Y, num_resamples=1000, random_state=0)
+            dc = time.perf_counter() - start
+        ratio = "-" if dc == "-" else f"{dc / best[0]:.0f}x"
+        dcs = dc if dc == "-" else f"{dc:.2f}"
+        print(f"| {name} | {best[0]:.3f} | {best[1]:.3f} | {best[0] / best[1]:.2f}x | {dcs} | {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

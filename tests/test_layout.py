@@ -36,16 +36,21 @@ def test_no_private_engine_import_tile_loop_or_spec_outside_kernels(path):
 
 
 def test_validation_syncs_once_per_public_call(monkeypatch):
-    """mmd_test validates X and Y once: one isfinite reduction per sample, read back in one sync."""
+    """mmd_test validates X and Y once: one finiteness test per sample (isfinite of the sample's sum,
+    check_finite's first step; the elementwise check runs only when a sum is not finite), one sync each."""
     calls = []
-    real = torch.isfinite
-    monkeypatch.setattr(torch, "isfinite", lambda T: calls.append(T.shape) or real(T))
+    real_isfinite, real_sum = torch.isfinite, torch.Tensor.sum
+    monkeypatch.setattr(torch, "isfinite", lambda T: calls.append(("isfinite", T.shape)) or real_isfinite(T))
+    monkeypatch.setattr(torch.Tensor, "sum", lambda T, *a, **k: (calls.append(("sum", T.shape)) if not a and not k
+                                                               else None) or real_sum(T, *a, **k))
     X, Y = torch.randn(20, 2), torch.randn(15, 2)
     mmdkit.mmd_test(X, Y, bandwidth=1.0, n_permutations=20, seed=0, progress=False)
-    assert calls == [(20, 2), (15, 2)]
+    checks = lambda *shapes: [c for s in shapes for c in (("sum", s), ("isfinite", ()))]  # noqa: E731
+    assert [c for c in calls if c[0] == "isfinite" or c in checks((20, 2), (15, 2))] == checks((20, 2), (15, 2))
     calls.clear()
     mmdkit.witness(X, Y, torch.randn(4, 2), bandwidth=1.0)
-    assert calls == [(20, 2), (15, 2), (4, 2)]
+    assert [c for c in calls if c[0] == "isfinite" or c in checks((20, 2), (15, 2), (4, 2))] == \
+        checks((20, 2), (15, 2), (4, 2))
 
 
 def test_witness_of_a_mixture_with_an_energy_component_is_the_sum_of_witnesses(gen):

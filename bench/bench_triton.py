@@ -1,7 +1,8 @@
 """kernel_matmul K(X, Y) @ V on CUDA: the Triton engine against the blocked torch engine, forward
-and forward + backward, float32 ("ieee" and "tf32") and bfloat16. Skips cleanly without CUDA.
+and forward + backward, float32 ("ieee", "tf32" and "tf32x3") and bfloat16. Skips cleanly without CUDA.
 
-Estimates of these times on an H100, from FLOPs and bytes, are in bench/ROOFLINE.md.
+p = 1 and p = 2 take the row-reduction forward (ROWS), p = 100 the K @ V dot. Estimates of these times
+on an H100, from instruction counts of the compiled SASS, are in bench/ROOFLINE.md.
 """
 import pytest
 import torch
@@ -15,10 +16,10 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 NS = sizes([10**4, 10**5], [4096])
 DS = sizes([3, 64], [3])
-PS = sizes([1, 100], [1])  # 1: kernel sums / row sums; 100: a batch of permutations
+PS = sizes([1, 2, 100], [1])  # 1: kernel sums / row sums; 2: block_sums of two samples; 100: permutations
 # (backend, dtype, precision)
 VARIANTS = [("torch", torch.float32, None), ("triton", torch.float32, "ieee"), ("triton", torch.float32, "tf32"),
-            ("triton", torch.bfloat16, "ieee")]
+            ("triton", torch.float32, "tf32x3"), ("triton", torch.bfloat16, "ieee")]
 KERNELS = {"gaussian": Gaussian(bandwidth=1.0), "energy": Energy()}
 
 

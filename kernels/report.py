@@ -24,7 +24,7 @@ sums from direct differences too); the dot-product Polynomial has no direct
 path.
 
 The V columns of the forward: "dot" (V with >= 32 columns: ``acc += tl.dot(k, v)``,
-BLOCK_P = 32) and "rows1" / "rows2" (V with 1 / 2 columns: row reductions, no
+BLOCK_P = 32, 16 under "tf32x3") and "rows1" / "rows2" (V with 1 / 2 columns: row reductions, no
 dot, ``ROWS`` = 1 / 2); the backward has one ("-": A, B with >= 16 columns).
 The variants compile with DIAG = 2 (U-statistics, the most code). A variant
 without a float32 ``tl.dot`` (the row-reduction forward of the direct path or
@@ -78,7 +78,7 @@ def _source(kernel: str, direction: str, dtype: str, precision: str, path: str =
             columns: str = "dot", diag: int = 2):
     """(ASTSource, options) of one variant at the default config.
 
-    ``columns`` (forward only): "dot" (V with >= 32 columns: ROWS = 0, BLOCK_P = 32), "rows1" / "rows2"
+    ``columns`` (forward only): "dot" (V with >= 32 columns: ROWS = 0, the widest BLOCK_P), "rows1" / "rows2"
     (V with 1 / 2 columns: row reductions, ROWS = 1 / 2). ``diag``: the DIAG mode (2: U-statistic,
     the largest code; 0: X against Y).
     """
@@ -96,7 +96,7 @@ def _source(kernel: str, direction: str, dtype: str, precision: str, path: str =
     config = te.DEFAULT_CONFIG[direction]
     if direction == "fwd":
         rows = {"dot": 0, "rows1": 1, "rows2": 2}[columns]
-        wide = {"ROWS": rows, "BLOCK_P": 1 if rows else te.MAX_BLOCK_P}  # p >= 32 or p = rows
+        wide = {"ROWS": rows, "BLOCK_P": 1 if rows else te._block_p(1 << 16, precision)}  # p >= 32 or p = rows
     else:
         wide = {"BLOCK_Q": te.MAX_BLOCK_Q}  # q >= 16
     if path == "direct":  # d = DIRECT_MAX_D: direct differences, the smallest d tile

@@ -15,6 +15,22 @@ for coincident points of kernels with a cusp at 0, and gradient sums from
 direct differences where ``blocked.grad_dtype`` widens (d <= 3). Second
 derivatives (a backward with ``create_graph=True``) run on the torch engine.
 
+Fewer wasted lanes (bench/ROOFLINE.md counts them in the compiled SASS,
+``python -m mmdkit.kernels.report --sass``): the direct differences are
+unrolled over the d <= DIRECT_MAX_D coordinates (2 d lane-ops per pair, no
+padding of d to a dot's K = 8); V with p <= MAX_ROWS columns (kernel sums,
+:func:`block_sums` of two samples) is summed by row reductions, one FMA per
+pair and column, instead of a ``tl.dot`` with V padded to 8 columns; on a GPU
+2^x and log2 are single ``.ftz`` SFU instructions, the Gaussian and Laplace
+parameters carry log2(e), and a one-term kernel's weight multiplies the sums
+once. DIRECT_MAX_D is the torch engine's accuracy threshold (the norm
+expansion loses the small distances of dense low-d data); in the lane model
+it is also no slower there: 2 d lane-ops per pair against the expansion's
+max(8, d) FMAs plus its ~4-op epilogue under "ieee" (cheaper up to d = 5).
+Under "tf32" and for 16-bit inputs, whose distance dot runs on tensor cores,
+the direct path costs 2 d lane-ops where the dot costs ~4: the threshold is
+kept for accuracy, one on both backends. Not measured on a GPU.
+
 Layers, each findable by name:
 
 * ``@triton.jit`` bodies: :func:`_kernel_matmul_fwd` (``K @ V``) and
@@ -192,6 +208,9 @@ MAX_BLOCK_D = 32
 # 32-wide chunks take the sm_80 forward with row reductions past 255 registers (24-288 spill bytes in
 # the report); 8-wide chunks fit (233-243). The backward's d tile is also its output tile and stays 32.
 MAX_BLOCK_D_TF32X3 = 8
+# Likewise V's column tile of the forward's K @ V dot under "tf32x3": 32 columns spill on sm_80 (52-60 bytes
+# at 255 registers, direct path), 16 fit (207).
+MAX_BLOCK_P_TF32X3 = 16
 MAX_BLOCK_P, MAX_BLOCK_Q = 32, 16
 # V with at most this many columns takes row reductions (one FMA per pair and column) instead of a tl.dot
 # with V padded to 8 columns (8 FMAs per pair on the FMA pipe under "ieee"); see bench/ROOFLINE.md.
@@ -244,6 +263,11 @@ def _prune(configs, named_args, **kwargs):
 def _block(x: int, lo: int, hi: int) -> int:
     """next_power_of_2(x) clamped to [lo, hi]."""
     return max(lo, min(hi, triton.next_power_of_2(max(int(x), 1))))
+
+
+def _block_p(p: int, precision: str) -> int:
+    """Column tile of V in the forward's K @ V dot (tl.dot needs N >= 8)."""
+    return _block(p, 8, MAX_BLOCK_P_TF32X3 if precision == "tf32x3" else MAX_BLOCK_P)
 
 
 def _block_d(d: int, dtype: torch.dtype, precision: str = "ieee") -> int:
@@ -544,7 +568,7 @@ def _launch_fwd(Xc: Tensor, Yc: Tensor, xn: Tensor, yn: Tensor, V: Tensor, terms
     m, p = V.shape
     assert Yc.shape == (m, d) and V.dtype == torch.float32 and xn.shape == (n,) and yn.shape == (m,)
     rows = p if p <= MAX_ROWS else 0  # p = 1, 2: row reductions instead of a dot padded to 8 columns
-    block_p = 1 if rows else _block(p, 8, MAX_BLOCK_P)
+    block_p = 1 if rows else _block_p(p, precision)
     grid = lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), triton.cdiv(p, block_p) if not rows else 1)  # noqa: E731
     total = None
     for term in terms:
@@ -704,12 +728,20 @@ def kernel_matmul(X: Tensor, Y: Tensor | None, V: Tensor, kernel: KernelSpec,
         Mixture of distance kernels (bandwidths set).
     exclude_diagonal : bool
         Drop the pairs i == j (U-statistics; Y None or len(X) == len(Y)).
-    precision : {"ieee", "tf32"}
+    precision : {"ieee", "tf32", "tf32x3"}
         "ieee" (default): float32 dots are exact fp32 (no tensor cores for
         float32 input). "tf32": float32 dots on tensor cores with 10-bit
-        mantissas, for speed (GAN training). float16/bfloat16 distance tiles
-        always use tensor cores (exact products, fp32 accumulation); the
-        other dots (K @ V and the backward's) follow ``precision``.
+        mantissas, for speed (GAN training). "tf32x3": float32 dots on tensor
+        cores as three tf32 products of split operands (a = a_hi + a_lo,
+        a_hi = tf32(a): a_lo b_hi + a_hi b_lo + a_hi b_hi, Triton's
+        ``tl.dot(..., input_precision="tf32x3")``), float32-level accuracy at
+        three times the tensor-core work; worth it where the distance tile is
+        a dot of d >= 16. float16/bfloat16 distance tiles always use tensor
+        cores (exact products, fp32 accumulation); the other dots (K @ V and
+        the backward's) follow ``precision``. With d <= ``DIRECT_MAX_D`` the
+        distance tile is no dot, and V with p <= ``MAX_ROWS`` columns is
+        summed by row reductions (exact fp32 FMAs), so there ``precision``
+        only enters the backward.
 
     Returns
     -------
@@ -741,22 +773,38 @@ def kernel_matmul(X: Tensor, Y: Tensor | None, V: Tensor, kernel: KernelSpec,
 
     Measured error against float64 on the same (rounded) inputs, MMD^2
     U-statistic from :func:`block_sums` and the largest gradient entry,
-    n = 64, m = 56, d = 8, data centred at 2 (Gaussian h = 4 / Energy),
-    under ``TRITON_INTERPRET=1``:
+    n = 64, m = 56, X ~ N(2, I), Y ~ N(2.3, I) (generator seed 0),
+    Gaussian h = 4 sqrt(d / 8) / Energy, under ``TRITON_INTERPRET=1``
+    (``test_precision_table_of_the_docstring`` in tests/test_triton.py
+    re-measures it):
 
-    ==================  ===============  ==============
-    dtype, precision    MMD^2 (rel.)     gradient (rel.)
-    ==================  ===============  ==============
-    float32, "ieee"     3e-7 / 2e-8      4e-7 / 7e-7
-    float32, "tf32"     7e-4 / 1.6e-3    1.6e-3 / 2e-3
-    float16             4e-5 / 2e-5      4e-4 / 4e-4
-    bfloat16            4e-4 / 1.2e-3    3e-3 / 4e-3
-    ==================  ===============  ==============
+    ==========================  ===================  ===================
+    dtype, precision, d         MMD^2 (rel.)         gradient (rel.)
+    ==========================  ===================  ===================
+    float32, "ieee", 8          7e-8 / 1.1e-7        5e-7 / 4.7e-7
+    float32, "tf32", 8          6.8e-4 / 7.1e-4      1.9e-3 / 2.0e-3
+    float32, "tf32x3", 8        7e-8 / 5e-8          4.4e-7 / 4.3e-7
+    float32, "ieee", 64         2.3e-8 / 2.4e-7      4.2e-7 / 6.6e-7
+    float32, "tf32x3", 16       1.0e-7 / 2.8e-7      3.8e-7 / 3.3e-7
+    float32, "tf32x3", 64       2.6e-7 / 3.4e-7      4.4e-7 / 4.0e-7
+    float16, 8                  1.3e-4 / 1.2e-4      4.6e-4 / 4.6e-4
+    bfloat16, 8                 6.6e-4 / 6.0e-4      3.6e-3 / 3.2e-3
+    ==========================  ===================  ===================
 
-    "tf32" there is emulated (dot operands truncated to 10 mantissa bits,
-    the worst case of the hardware's rounding); the interpreter itself
-    computes fp32 dots exactly. Under the interpreter bfloat16 dot operands are widened to
-    float32 (exact) because its tl.dot cannot multiply bfloat16.
+    "tf32" and "tf32x3" there are emulated; the interpreter itself computes
+    fp32 dots exactly whatever ``input_precision`` says. "tf32": dot operands
+    truncated to 10 mantissa bits (the worst case of the hardware's
+    rounding). "tf32x3": the split above with both parts rounded to nearest
+    even (the GPU rounds a_hi with cvt.rna, ties away from zero, and takes
+    a_lo as the tensor core reads it; the lost a_lo b_lo is ~2^-22 |a b|).
+    The same emulation on the distance tile alone (``|x|^2 + |y|^2 - 2 x.y``,
+    normwise error, d = 16 / 64): exact fp32 products 5.3e-8 / 5.4e-8,
+    "tf32x3" 5.5e-8 / 5.4e-8, tf32 rounded to nearest 6.9e-5 / 3.6e-5,
+    tf32 truncated 1.8e-4 / 9.4e-5 (tests/test_triton.py,
+    ``test_tf32x3_split_keeps_the_distance_tile_at_float32_accuracy``).
+    Measured under emulation only; no GPU has run "tf32x3" here. Under the
+    interpreter bfloat16 dot operands are widened to float32 (exact) because
+    its tl.dot cannot multiply bfloat16.
     The engine budget table of ``tests/test_triton.py`` (11 kernels, every
     dtype, d in {1, 2, 3, 17}, X vs Y and one sample, with and without the
     diagonal) holds every output and gradient within 2x plain dense torch's

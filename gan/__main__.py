@@ -1,4 +1,4 @@
-"""Command line: ``python -m mmdkit.gan train ...`` and ``python -m mmdkit.gan bench ...``.
+"""Command line: ``python -m mmdkit.gan train ...``, ``python -m mmdkit.gan bench ...``, ``... tune ...``.
 
 Examples
 --------
@@ -6,6 +6,7 @@ python -m mmdkit.gan train --loss mmd-gan --data grid25 --steps 3000 --seed 0 --
 python -m mmdkit.gan train --loss mmd-gan --set critic_objective=attractive --set penalty.weight=1 --out runs/mmd-a
 python -m mmdkit.gan train --protocol pacgan --loss ns-gan --packing 4 --epochs 40 --seed 0 --out runs/pacgan4
 python -m mmdkit.gan bench --steps 3000 --seeds 0 1 2
+python -m mmdkit.gan tune --trials 10 --jobs 2 --report
 torchrun --nproc-per-node 2 -m mmdkit.gan train-dp --data ring8 --steps 500 --out runs/gmmn-dp
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 
 from mmdkit.gan.constraints import InstanceNoise
 from mmdkit.gan.data import DATASETS
-from mmdkit.gan.losses import LOSSES, GANLoss, get_loss
+from mmdkit.gan.losses import LOSSES, GANLoss
 from mmdkit.gan.trainer import G_HIDDEN, G_LAYERS
 
 
@@ -80,6 +81,20 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--g-hidden", type=int, default=G_HIDDEN, help="generator width")
     b.add_argument("--g-layers", type=int, default=G_LAYERS, help="generator linear maps")
     b.add_argument("--no-progress", action="store_true")
+    u = sub.add_parser("tune", help="equal-budget random search for every loss (issue 15) -> the table leading "
+                                    "bench/GAN_RESULTS.md; resumable (bench/gan_tuning)")
+    u.add_argument("--trials", type=int, default=10, help="random configurations per loss (the same for all)")
+    u.add_argument("--losses", nargs="+", default=None, choices=sorted(LOSSES), help="default: all")
+    u.add_argument("--jobs", type=int, default=1, help="trainings run at once (worker processes)")
+    u.add_argument("--report", action="store_true",
+                   help="also train each loss's selected configuration on seeds 0 1 2 of ring8 and grid25 and "
+                        "write the table to --out-md")
+    u.add_argument("--out-md", default="bench/GAN_RESULTS.md")
+    u.add_argument("--cache", default="bench/gan_tuning", help="folder of the cached runs (one JSON per run)")
+    u.add_argument("--pacgan-runs", default="bench/gan_runs/pacgan", help="PacGAN-protocol runs for the table")
+    u.add_argument("--steps", type=int, default=3000, help=argparse.SUPPRESS)  # quick checks only
+    u.add_argument("--eval-samples", type=int, default=2500, help=argparse.SUPPRESS)
+    u.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -91,9 +106,8 @@ def loss_from_settings(name: str, pairs: list[str]) -> GANLoss:
     >>> loss_from_settings("mmd-gan", ["lr_c=0.01", "penalty.weight=1", "critic_objective=attractive"]).penalty.weight
     1
     """
-    default = get_loss(name)
-    known = {f.name for f in dataclasses.fields(default) if not f.name.startswith("_")}
-    kwargs: dict = {}
+    from mmdkit.gan.tuning import configured_loss
+    settings: dict = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
@@ -102,16 +116,8 @@ def loss_from_settings(name: str, pairs: list[str]) -> GANLoss:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             value = raw  # a bare word: a string setting such as critic_objective=attractive
-        field, _, sub = key.partition(".")
-        if field not in known:
-            raise ValueError(f"`--set {key}`: {name} has no setting {field!r}; its settings: {sorted(known)}")
-        if sub:
-            nested = kwargs.get(field, getattr(default, field))
-            if not dataclasses.is_dataclass(nested):
-                raise ValueError(f"`--set {key}`: {name}'s {field!r} is {nested!r}, which has no field {sub!r}")
-            value = dataclasses.replace(nested, **{sub: value})
-        kwargs[field] = tuple(value) if isinstance(value, list) else value
-    return get_loss(name, **kwargs)
+        settings[key] = value
+    return configured_loss(name, settings)
 
 
 def _train(args, loss: GANLoss) -> dict:
@@ -146,6 +152,26 @@ def _train_pacgan(args, loss: GANLoss) -> dict:
                           progress=not args.no_progress)
 
 
+def _tune(args, parser, command: str) -> int:
+    """``tune``: the trials (cached), with --report the seeds and the table."""
+    from mmdkit.gan.bench import write_tuning_md
+    from mmdkit.gan.tuning import run_tuning
+    for flag, value in (("--trials", args.trials), ("--jobs", args.jobs), ("--steps", args.steps),
+                        ("--eval-samples", args.eval_samples)):
+        if value < 1:
+            parser.error(f"`{flag}` must be a positive integer, got {value}")
+    try:
+        result = run_tuning(args.losses, trials=args.trials, jobs=args.jobs, steps=args.steps, cache=args.cache,
+                            report=args.report, eval_samples=args.eval_samples,
+                            progress=False if args.no_progress else None)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.report:
+        write_tuning_md(result, args.out_md, command=command, pacgan_root=args.pacgan_runs, jobs=args.jobs)
+        print(f"wrote {args.out_md}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -161,8 +187,10 @@ def main(argv=None) -> int:
     if args.command == "train-dp":
         from mmdkit.gan.data_parallel import main as train_dp
         return train_dp(args)
-    from mmdkit.gan.bench import run_bench
     command = "python -m mmdkit.gan " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if args.command == "tune":
+        return _tune(args, parser, command)
+    from mmdkit.gan.bench import run_bench
     run_bench(args.losses, tuple(args.data), tuple(args.seeds), args.steps, args.out_md, args.workdir,
               command=command, progress=not args.no_progress, note=args.note,
               eval_samples=args.eval_samples, jobs=args.jobs, batch_size=args.batch_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import re
 import statistics
 import time
 from datetime import datetime, timezone
@@ -14,7 +15,8 @@ import torch
 from mmdkit.gan.losses import LOSSES, get_loss
 from mmdkit.gan.trainer import BATCH_SIZE, G_HIDDEN, G_LAYERS, _jsonable, train
 
-__all__ = ["run_bench", "PUBLISHED", "format_table", "format_targets", "MMD_FAMILY"]
+__all__ = ["run_bench", "PUBLISHED", "format_table", "format_targets", "MMD_FAMILY", "mean_se", "pacgan_rows",
+           "format_tuning_table", "format_search_details", "write_tuning_md", "plot_tuned_samples"]
 
 MMD_FAMILY = ("gmmn", "mmd-gan", "cramer-gan", "energy-gan")
 
@@ -171,3 +173,265 @@ def run_bench(losses=None, datasets=("ring8", "grid25"), seeds=(0, 1, 2), steps:
     if workdir is not None:
         Path(workdir, "bench_results.json").write_text(json.dumps(_jsonable(results), indent=1))
     return results
+
+
+# ------------------------------------------------------------------ the equal-budget table (issue 15, item 4)
+
+TUNE_BEGIN = "<!-- tune: begin (python -m mmdkit.gan tune --report writes everything up to 'tune: end') -->"
+TUNE_END = "<!-- tune: end -->"
+PACGAN_EPOCHS = 400  # the full PacGAN protocol
+_MODES = {"grid25": 25, "ring8": 8}
+TOYS = ("grid25", "ring8")
+
+
+def mean_se(xs) -> str:
+    """'mean ± standard error' over seeds (sd / sqrt(n)); only the mean for one value; infinite values
+    (reverse KL with a mode-less run) are counted apart: 'mean of the finite (k of n inf)'.
+
+    Examples
+    --------
+    >>> mean_se([25, 24, 22])
+    '23.7 ± 0.88'
+    """
+    xs = [float("inf") if x is None else float(x) for x in xs]
+    if not xs:
+        return "—"
+    finite = [x for x in xs if math.isfinite(x)]
+    if len(finite) < len(xs):
+        return "inf" if not finite else f"{statistics.mean(finite):.3g} ({len(xs) - len(finite)} of {len(xs)} inf)"
+    m = statistics.mean(xs)
+    if len(xs) == 1:
+        return f"{m:.3g}"
+    return f"{m:.3g} ± {statistics.stdev(xs) / math.sqrt(len(xs)):.2g}"
+
+
+_RUN_NAME = re.compile(r"^(?:(?P<data>[a-z0-9]+)-)?e(?P<epochs>\d+)-pack(?P<packing>\d+)-seed(?P<seed>\d+)$")
+
+
+def pacgan_rows(root: str | Path = "bench/gan_runs/pacgan") -> list[dict]:
+    """PacGAN-protocol runs under ``root`` (folders ``[<data>-]e<epochs>-pack<m>-seed<s>`` with a
+    metrics.jsonl), grouped by (data, loss, packing, epochs the run is meant to reach): the last
+    logged epoch of each seed. A finished run's metrics.json gives its data and loss; otherwise the
+    folder name's data (default grid25) and ns-gan (the loss of PacGAN's GAN and PacGANm rows)."""
+    groups: dict[tuple, dict] = {}
+    for folder in sorted(Path(root).glob("*")) if Path(root).is_dir() else []:
+        match, log = _RUN_NAME.match(folder.name), folder / "metrics.jsonl"
+        if match is None or not log.exists():
+            continue
+        lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+        if not lines:
+            continue
+        data, loss = match["data"] or "grid25", "ns-gan"
+        if (folder / "metrics.json").exists():
+            final = json.loads((folder / "metrics.json").read_text())
+            data, loss = final.get("data", data), final.get("settings", {}).get("loss", loss)
+        key = (data, loss, int(match["packing"]), int(match["epochs"]))
+        g = groups.setdefault(key, {"data": data, "loss": loss, "packing": key[2], "target_epochs": key[3],
+                                    "seeds": [], "last": []})
+        g["seeds"].append(int(match["seed"]))
+        g["last"].append(lines[-1])
+    return list(groups.values())
+
+
+def _pacgan_label(row: dict) -> tuple[str, str]:
+    """(row name, budget) of a PacGAN-protocol group."""
+    m = row["packing"]
+    reached = sorted({int(r["epoch"]) for r in row["last"]})
+    at = str(reached[0]) if len(reached) == 1 else f"{reached[0]}-{reached[-1]}"
+    name = f"*PacGAN protocol: {'GAN' if m == 1 else f'PacGAN{m}'}* ({row['loss']}, packing {m})"
+    runs_to = "" if row["target_epochs"] == reached[0] == reached[-1] else f", runs to {row['target_epochs']}"
+    return name, f"{at} of {PACGAN_EPOCHS} epochs{runs_to}; seeds {sorted(row['seeds'])}"
+
+
+def _cells(records: list[dict], data: str) -> list[str]:
+    """modes, high quality %, reverse KL of one toy (mean ± s.e. over the records)."""
+    rs = [r for r in records if r["data"] == data]
+    if not rs:
+        return ["—"] * 3
+    return [mean_se([r["modes_covered"] for r in rs]), mean_se([100 * float(r["high_quality"]) for r in rs]),
+            mean_se([r.get("reverse_kl") for r in rs])]
+
+
+def format_tuning_table(result: dict, pacgan: list[dict] | None = None) -> str:
+    """The leading table: each loss's selected configuration over its report seeds (mean ± s.e.) on
+    both toys with the CPU seconds of its whole search and seeds, then PacGAN-protocol rows, then the
+    published rows (:data:`PUBLISHED`)."""
+    cols = " | ".join(f"{d} modes (of {_MODES[d]}) | {d} high quality % | {d} reverse KL" for d in TOYS)
+    lines = [f"| loss | {cols} | CPU s (search + seeds) | budget |", "|---" * (2 + 3 * len(TOYS) + 1) + "|"]
+    n_trials = result.get("n_trials")
+    for loss, runs in result.get("report", {}).items():
+        trials = result["trials"][loss]
+        flat = [{"data": r["data"], **r["metrics"]} for r in runs]
+        cpu = sum(float(r["metrics"]["cpu_seconds"]) for r in trials + runs)
+        seeds = sorted({r["seed"] for r in runs})
+        lines.append(f"| {loss} | {' | '.join(c for d in TOYS for c in _cells(flat, d))} | {cpu:.0f} "
+                     f"| {n_trials or len(trials)} trials, seeds {seeds} |")
+    for row in pacgan or []:
+        name, budget = _pacgan_label(row)
+        flat = [{"data": row["data"], **r} for r in row["last"]]
+        cpu = sum(float(r.get("cpu_seconds", 0.0)) for r in row["last"])
+        lines.append(f"| {name} | {' | '.join(c for d in TOYS for c in _cells(flat, d))} | {cpu:.0f} | {budget} |")
+    published = {}
+    for data in TOYS:
+        for name, modes, hq, rkl in PUBLISHED.get(data, []):
+            published.setdefault(name, {})[data] = [str(modes), str(hq), "—" if rkl is None else str(rkl)]
+    for name, by_toy in published.items():
+        cells = " | ".join(c for d in TOYS for c in by_toy.get(d, ["—"] * 3))
+        lines.append(f"| *{name}* (published) | {cells} | — | their protocol |")
+    return "\n".join(lines)
+
+
+def _describe(spec: tuple) -> str:
+    kind = spec[0]
+    if kind == "choice":
+        return "one of " + ", ".join(str(o) for o in spec[1])
+    if kind == "neg-log-uniform":
+        return f"minus log-uniform [{spec[1]:g}, {spec[2]:g}]"
+    return f"{kind} [{spec[1]:g}, {spec[2]:g}]"
+
+
+def format_search_details(result: dict) -> str:
+    """The search space, the selection rule, every trial, and each loss's selected configuration."""
+    from mmdkit.gan.tuning import COMMON_SPACE, LOSS_SPACES, as_set_args, select, space_of
+    losses = list(result["trials"])
+    out = ["### Search space", "",
+           "Common axes (a loss gets those that apply to it: `lr_c`, `n_critic` and `packing` need a critic, "
+           "`betas` an Adam optimiser; the RMSProp losses keep RMSProp):", "",
+           "| axis | distribution | losses |", "|---|---|---|"]
+    for axis, spec in COMMON_SPACE.items():
+        users = [n for n in losses if axis in space_of(n)]
+        out.append(f"| `{axis}` | {_describe(spec)} | {len(users)} of {len(losses)} |")
+    out += ["", "Each loss's own settings:", "", "| loss | axis | distribution |", "|---|---|---|"]
+    for name in losses:
+        own = LOSS_SPACES.get(name, {})
+        if not own:
+            out.append(f"| {name} | — (none) | |")
+        for axis, spec in own.items():
+            out.append(f"| {name} | `{axis}` | {_describe(spec)} |")
+    out += ["", "Trial t of loss L draws every axis from a generator seeded by (L, t, axis) "
+            "(`mmdkit.gan.tuning.draw`): reproducible, independent of run order. Continuous draws are "
+            "rounded to 3 significant digits.", "",
+            "### Trials (validation: grid25, seed " + str(result.get("validation_seed")) + ")", "",
+            "Selection rule: most modes covered, then the highest high-quality %, then the lowest reverse KL, "
+            "then the lowest trial index. **Bold**: the selected trial.", "",
+            "| loss | trial | modes | high quality % | reverse KL | CPU s | configuration (`train` options) |",
+            "|---|---|---|---|---|---|---|"]
+    for name in losses:
+        best = select(result["trials"][name])
+        for r in result["trials"][name]:
+            m = r["metrics"]
+            bold = "**" if r is best else ""
+            err = f" (failed: {r['error']})" if r.get("error") else ""
+            out.append(f"| {name} | {bold}{r['trial']}{bold} | {m['modes_covered']} "
+                       f"| {100 * float(m['high_quality']):.1f} | {float(m['reverse_kl']):.3g} "
+                       f"| {float(m['cpu_seconds']):.0f} | `{as_set_args(r['config'])}`{err} |")
+    if result.get("selected"):
+        out += ["", "### Selected configurations (the defaults each loss should ship with)", "",
+                "| loss | trial | `python -m mmdkit.gan train --loss <loss>` options |", "|---|---|---|"]
+        for name, r in result["selected"].items():
+            out.append(f"| {name} | {r['trial']} | `{as_set_args(r['config'])}` |")
+    return "\n".join(out)
+
+
+def _collapsed(result: dict, data: str = "grid25", min_hq: float = 0.10) -> list[str]:
+    """Losses whose report runs on ``data`` average under ``min_hq`` high-quality samples."""
+    out = []
+    for loss, runs in result.get("report", {}).items():
+        hq = [float(r["metrics"]["high_quality"]) for r in runs if r["data"] == data]
+        if hq and statistics.mean(hq) < min_hq:
+            out.append(loss)
+    return out
+
+
+def plot_tuned_samples(result: dict, path: str | Path, data: str = "grid25") -> Path | None:
+    """One panel per loss: the selected configuration's samples on ``data`` (its lowest report seed)."""
+    import numpy as np
+
+    from mmdkit.gan.data import get_dataset
+    from mmdkit.gan.plots import _limits
+    from mmdkit.plotting import _pyplot
+    panels = []
+    for loss, runs in result.get("report", {}).items():
+        rs = sorted((r for r in runs if r["data"] == data and r.get("samples")), key=lambda r: r["seed"])
+        if rs:
+            panels.append((loss, rs[0]))
+    if not panels:
+        return None
+    plt = _pyplot()
+    toy = get_dataset(data)
+    lo, hi = _limits(toy)
+    cols = min(5, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, (loss, r) in zip(axes.ravel(), panels):
+        ax.set_axis_on()
+        X = np.clip(np.asarray(r["samples"]), lo, hi)  # points outside the window drawn on its edge
+        ax.scatter(X[:, 0], X[:, 1], s=1.5, c="crimson", alpha=0.5)
+        if toy.modes is not None:
+            ax.scatter(toy.modes[:, 0], toy.modes[:, 1], marker="x", s=10, c="k", linewidths=0.7)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        m = r["metrics"]
+        ax.set_title(f"{loss}: {m['modes_covered']}/{_MODES.get(data, '?')}, "
+                     f"{100 * float(m['high_quality']):.0f} %", fontsize=8)
+    fig.suptitle(f"{data}, each loss's searched configuration, seed {panels[0][1]['seed']} "
+                 "(points outside the window on its edge)", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_tuning_md(result: dict, out_md: str | Path, command: str = "", pacgan_root: str | Path | None =
+                    "bench/gan_runs/pacgan", plot: bool = True, jobs: int = 1) -> str:
+    """Write the equal-budget section at the top of ``out_md`` (replacing an earlier one, keeping the rest
+    of the file below it) and the samples plot next to it; returns the section."""
+    out_md = Path(out_md)
+    plot_path = out_md.with_name("GAN_SAMPLES_grid25.png")
+    drawn = plot_tuned_samples(result, plot_path) if plot else None
+    seeds, toys = result.get("report_seeds"), result.get("report_data")
+    collapsed = _collapsed(result)
+    head = [
+        TUNE_BEGIN,
+        "# GAN losses under one tuning budget, PacGAN's protocol, and the published rows",
+        "",
+        f"Generated by `{command or 'python -m mmdkit.gan tune --report'}` on "
+        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} "
+        f"({platform.processor() or platform.machine()}, torch {torch.__version__}, 1 torch thread per run, "
+        f"{jobs} run(s) at a time). Protocol (Lucic et al., NeurIPS 2018: random search, the same budget per "
+        f"loss): every loss gets {result.get('n_trials')} random configurations (trials) from the one space "
+        f"below; a trial is one fast-protocol run ({result.get('steps')} generator steps, the shared generator "
+        f"MLP {G_LAYERS} linear maps x {G_HIDDEN} units, both learning rates decaying linearly to 0) on grid25, "
+        f"seed {result.get('validation_seed')} (validation). The trial with the most modes, then the highest "
+        f"high-quality %, then the lowest reverse KL is selected, and its configuration is trained on the fresh "
+        f"seeds {seeds} of {toys}: the loss rows below are those seeds, mean ± standard error. `CPU s` is the "
+        "CPU time of the loss's whole search plus its seeds (one torch thread per run).",
+        "",
+        "PacGAN-protocol rows: `python -m mmdkit.gan train --protocol pacgan` runs in bench/gan_runs/pacgan "
+        "(their networks, Adam 1e-4 / 0.8, batch 100), the last logged epoch of each seed, mean ± s.e.; "
+        "`CPU s` is the sum over seeds. Published rows: their networks and protocol, values as in "
+        "`mmdkit.gan.bench.PUBLISHED` (check them against PacGAN's Table 1 before citing).",
+        "",
+        format_tuning_table(result, pacgan_rows(pacgan_root) if pacgan_root is not None else []),
+    ]
+    if collapsed:
+        head += ["", f"Still collapsed after the search (mean grid25 high quality under 10 %): "
+                     f"{', '.join(collapsed)}. Each one's {result.get('n_trials')} trials are listed below: "
+                     "a finding under this budget, not an untuned default."]
+    if drawn is not None:
+        head += ["", f"Samples of every loss on grid25 (its searched configuration, one panel each): "
+                     f"[{plot_path.name}]({plot_path.name})."]
+    head += ["", "## Search details", "", format_search_details(result), "", TUNE_END]
+    section = "\n".join(head) + "\n"
+    old = out_md.read_text() if out_md.exists() else ""
+    if TUNE_BEGIN in old and TUNE_END in old:
+        old = old[:old.index(TUNE_BEGIN)] + old[old.index(TUNE_END) + len(TUNE_END):].lstrip("\n")
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(section + ("\n" + old if old else ""))
+    return section

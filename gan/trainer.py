@@ -57,7 +57,8 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
           out: str | Path | None = None, batch_size: int | None = None, instance_noise: InstanceNoise | None = None,
           snapshots: int = 6, progress: bool = True, threads: int | None = 1,
           eval_samples: int = EVAL_SAMPLES, lr_decay: str = "linear", scale_output: bool = False,
-          g_hidden: int = G_HIDDEN, g_layers: int = G_LAYERS, packing: int = 1) -> dict:
+          g_hidden: int = G_HIDDEN, g_layers: int = G_LAYERS, packing: int = 1,
+          return_samples: bool = False) -> dict:
     """Train a generator on a toy data set with ``loss``; returns (and writes) the metrics.
 
     Parameters
@@ -92,6 +93,8 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     threads : torch intra-op threads for this run (default 1: small MLPs gain nothing from more,
         and oversubscribed cores on a shared machine slow them down, see bench/GAN_RESULTS.md,
         section "Trainer defaults"; None: leave as is)
+    return_samples : also return the ``eval_samples`` generated points the metrics were computed
+        on, as ``samples`` (an (eval_samples, 2) tensor; not written to metrics.json)
 
     Returns
     -------
@@ -215,6 +218,8 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
         plot_losses(history, out / "losses.png", title=f"{loss.name} on {data.name}")
     if threads is not None:
         torch.set_num_threads(old_threads)
+    if return_samples:
+        metrics["samples"] = samples
     return metrics
 
 

@@ -12,7 +12,9 @@ With ``--sass`` each row also counts the instructions of the kernel's main loop
 (one (BLOCK_M, BLOCK_N) tile per iteration) in the SASS that the bundled
 ``nvdisasm`` prints: ``loop_sass`` and ``sass_per_pair`` = that count over the
 pairs one thread handles per iteration (inner loops -- the d chunks of the
-expansion path, the q chunks of the backward -- counted once). On sm_90 every
+expansion path, the q chunks of the backward -- counted once; their own
+lengths in ``loop_inner_sass``). ``--diag 0`` compiles X against Y instead of
+the U-statistic (DIAG = 2), as bench/ROOFLINE.md counts. On sm_90 every
 instruction takes one of the 128 issue slots per clock of an SM, the FP32 FMA
 rate, so ``sass_per_pair`` is the lane cost that bench/ROOFLINE.md's model
 uses (a static count, not a timing).
@@ -75,12 +77,12 @@ def _spec(name: str):
 
 
 def _source(kernel: str, direction: str, dtype: str, precision: str, path: str = "expansion",
-            columns: str = "dot", diag: int = 2):
+            columns: str = "dot", diag: int = 2, arch: int = 90):
     """(ASTSource, options) of one variant at the default config.
 
     ``columns`` (forward only): "dot" (V with >= 32 columns: ROWS = 0, the widest BLOCK_P), "rows1" / "rows2"
     (V with 1 / 2 columns: row reductions, ROWS = 1 / 2). ``diag``: the DIAG mode (2: U-statistic,
-    the largest code; 0: X against Y).
+    the largest code; 0: X against Y). ``arch``: the target (it sets the "tf32x3" tiles).
     """
     import torch
     import triton
@@ -96,7 +98,7 @@ def _source(kernel: str, direction: str, dtype: str, precision: str, path: str =
     config = te.DEFAULT_CONFIG[direction]
     if direction == "fwd":
         rows = {"dot": 0, "rows1": 1, "rows2": 2}[columns]
-        wide = {"ROWS": rows, "BLOCK_P": 1 if rows else te._block_p(1 << 16, precision)}  # p >= 32 or p = rows
+        wide = {"ROWS": rows, "BLOCK_P": 1 if rows else te._block_p(1 << 16, precision, arch)}  # p >= 32 or rows
     else:
         wide = {"BLOCK_Q": te.MAX_BLOCK_Q}  # q >= 16
     if path == "direct":  # d = DIRECT_MAX_D: direct differences, the smallest d tile
@@ -104,7 +106,8 @@ def _source(kernel: str, direction: str, dtype: str, precision: str, path: str =
         block_d = te._block_d(te.DIRECT_MAX_D, getattr(torch, dtype))
     else:  # the largest tiles: d >= 32
         constexprs.update(DIRECT=0, GRAD_DIRECT=False)
-        block_d = te._block_d(1 << 16, getattr(torch, dtype), precision) if direction == "fwd" else te.MAX_BLOCK_D
+        wide_d = te._block_d(1 << 16, getattr(torch, dtype), precision, arch)
+        block_d = wide_d if direction == "fwd" else te.MAX_BLOCK_D
     if direction == "fwd":
         constexprs.pop("GRAD_DIRECT")
     constexprs.update(DIAG=diag, PRECISION=precision, BLOCK_M=config["BLOCK_M"], BLOCK_N=config["BLOCK_N"],
@@ -155,7 +158,8 @@ def sass_loop(cubin: bytes, arch: int) -> dict:
     """Opcode counts of the main loop in the SASS of ``cubin`` (``nvdisasm``).
 
     Loops are backward branches; the main loop is the longest outermost one, and loops nested in
-    it are counted once. Returns ``{"instructions": n, "opcodes": {opcode: count}, "nested": k}``.
+    it are counted once. Returns ``{"instructions": n, "opcodes": {opcode: count}, "nested": k,
+    "inner": [instructions of each nested loop]}``.
     """
     from triton.backends.nvidia.compiler import get_ptxas
     nvdisasm = os.path.join(os.path.dirname(get_ptxas(arch).path), "nvdisasm")
@@ -178,12 +182,13 @@ def sass_loop(cubin: bytes, arch: int) -> dict:
             loops.append((labels[target.group(1)], i))
     outer = [a for a in loops if not any(b != a and b[0] <= a[0] and a[1] <= b[1] for b in loops)]
     if not outer:
-        return {"instructions": 0, "opcodes": {}, "nested": 0}
+        return {"instructions": 0, "opcodes": {}, "nested": 0, "inner": []}
     first, last = max(outer, key=lambda a: a[1] - a[0])
     counts: dict = {}
     for op, _ in ops[first:last + 1]:
         counts[op] = counts.get(op, 0) + 1
-    return {"instructions": last - first + 1, "nested": sum(first <= a[0] and a != (first, last) for a in loops),
+    inner = [b - a + 1 for a, b in loops if first <= a and b <= last and (a, b) != (first, last)]
+    return {"instructions": last - first + 1, "nested": len(inner), "inner": inner,
             "opcodes": dict(sorted(counts.items(), key=lambda kv: -kv[1]))}
 
 
@@ -196,7 +201,7 @@ def compile_variant(kernel: str, direction: str, dtype: str, precision: str, arc
     from mmdkit.kernels import triton_engine as te
 
     t0 = time.perf_counter()
-    src, options = _source(kernel, direction, dtype, precision, path, columns, diag)
+    src, options = _source(kernel, direction, dtype, precision, path, columns, diag, arch)
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
     ptx = compiled.asm["ptx"]
     mma = sorted(set(re.findall(r"\b(wgmma\.mma_async[\w.]*|mma\.sync[\w.]*)", ptx)))
@@ -209,7 +214,7 @@ def compile_variant(kernel: str, direction: str, dtype: str, precision: str, arc
         loop = sass_loop(compiled.asm["cubin"], arch)
         pairs = config["BLOCK_M"] * config["BLOCK_N"] / (32 * config["num_warps"])  # per thread and iteration
         row.update(loop_sass=loop["instructions"], sass_per_pair=round(loop["instructions"] / pairs, 2),
-                   loop_nested=loop["nested"], loop_opcodes=loop["opcodes"])
+                   loop_nested=loop["nested"], loop_inner_sass=loop["inner"], loop_opcodes=loop["opcodes"])
     row["compile_s"] = round(time.perf_counter() - t0, 2)
     return row
 
@@ -232,7 +237,7 @@ def _code(kernel: str) -> tuple:
 
 def report(kernels=REPORT_KERNELS, dtypes=REPORT_DTYPES, precisions=REPORT_PRECISIONS,
            directions=REPORT_DIRECTIONS, archs=REPORT_ARCHS, jobs: int = 1, paths=REPORT_PATHS,
-           columns=REPORT_COLUMNS, sass: bool = False) -> list[dict]:
+           columns=REPORT_COLUMNS, sass: bool = False, diag: int = 2) -> list[dict]:
     """Report rows for every selected variant (compiled in ``jobs`` processes).
 
     Kernels whose generated code is identical (rq and imq: one id, different parameters) are
@@ -250,7 +255,7 @@ def report(kernels=REPORT_KERNELS, dtypes=REPORT_DTYPES, precisions=REPORT_PRECI
     compiled_as = {v: v if _has_f32_dot(v[1], v[2], v[5], v[6]) else v[:3] + (precisions[0],) + v[4:]
                    for v in variants}
     todo = list(dict.fromkeys(compiled_as.values()))
-    args = [v + (sass,) for v in todo]
+    args = [v + (sass, diag) for v in todo]
     if jobs <= 1:
         rows = [_run(t) for t in args]
     else:
@@ -294,6 +299,8 @@ def main(argv=None) -> int:
     ap.add_argument("--columns", nargs="+", default=REPORT_COLUMNS, choices=REPORT_COLUMNS,
                     help="V columns of the forward: dot (p >= 32), rows1 (p = 1), rows2 (p = 2)")
     ap.add_argument("--sass", action="store_true", help="count the main loop's SASS instructions per pair")
+    ap.add_argument("--diag", type=int, default=2, choices=(0, 1, 2),
+                    help="DIAG mode compiled: 2 U-statistics (default, the most code), 1 one sample, 0 X against Y")
     ap.add_argument("--archs", nargs="+", type=int, default=REPORT_ARCHS, choices=REPORT_ARCHS)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compile processes")
     ap.add_argument("--quiet", action="store_true", help="print a one-line summary and the spilling variants only")
@@ -303,7 +310,7 @@ def main(argv=None) -> int:
         return 2
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     rows = report(args.kernels, args.dtypes, args.precisions, args.directions, args.archs, args.jobs, args.paths,
-                  args.columns, args.sass)
+                  args.columns, args.sass, args.diag)
     spills = [r for r in rows if r["spill_bytes"]]
     if args.json:
         print(json.dumps(rows, indent=1))

@@ -24,12 +24,12 @@ pair and column, instead of a ``tl.dot`` with V padded to 8 columns; on a GPU
 2^x and log2 are single ``.ftz`` SFU instructions, the Gaussian and Laplace
 parameters carry log2(e), and a one-term kernel's weight multiplies the sums
 once. DIRECT_MAX_D is the torch engine's accuracy threshold (the norm
-expansion loses the small distances of dense low-d data); in the lane model
-it is also no slower there: 2 d lane-ops per pair against the expansion's
-max(8, d) FMAs plus its ~4-op epilogue under "ieee" (cheaper up to d = 5).
-Under "tf32" and for 16-bit inputs, whose distance dot runs on tensor cores,
-the direct path costs 2 d lane-ops where the dot costs ~4: the threshold is
-kept for accuracy, one on both backends. Not measured on a GPU.
+expansion loses the small distances of dense low-d data), one on both
+backends so both keep the same numerics. It is not the GPU's speed optimum:
+counted in the SASS (bench/ROOFLINE.md), the direct path's 6.4 + 2.1 (d - 1)
+instructions per pair stay below the norm expansion's 18.9 ("tf32") to 23.8
+("ieee") up to d = 6; moving the threshold is left to a measured GPU run.
+Nothing here has been timed on a GPU.
 
 Layers, each findable by name:
 
@@ -204,13 +204,14 @@ DEFAULT_CONFIG = {
 }
 INTERPRET_CONFIG = {"BLOCK_M": 32, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1}
 MAX_BLOCK_D = 32
-# The forward's d chunk for float32 under "tf32x3": each operand is held twice (hi and lo parts), and
-# 32-wide chunks take the sm_80 forward with row reductions past 255 registers (24-288 spill bytes in
-# the report); 8-wide chunks fit (233-243). The backward's d tile is also its output tile and stays 32.
-MAX_BLOCK_D_TF32X3 = 8
-# Likewise V's column tile of the forward's K @ V dot under "tf32x3": 32 columns spill on sm_80 (52-60 bytes
-# at 255 registers, direct path), 16 fit (207).
-MAX_BLOCK_P_TF32X3 = 16
+# Before sm_90 (mma.sync holds both dot operands in registers), the forward's tiles under float32
+# "tf32x3", whose operands are held twice (hi and lo parts): the d chunk (32 wide, the row-reduction
+# forward spills 24-288 bytes on sm_80 in the report; 8 wide, 233-243 registers) and V's column tile
+# of the K @ V dot (32 spills 52-60 bytes; 16 fits in 207). sm_90 (wgmma) fits the full tiles, and
+# 8-wide d chunks would cost it 114 instead of 69 instructions per pair at d = 64 (SASS count). The
+# backward's d tile is also its output tile and stays 32 (no spills).
+MAX_BLOCK_D_TF32X3_SM80 = 8
+MAX_BLOCK_P_TF32X3_SM80 = 16
 MAX_BLOCK_P, MAX_BLOCK_Q = 32, 16
 # V with at most this many columns takes row reductions (one FMA per pair and column) instead of a tl.dot
 # with V padded to 8 columns (8 FMAs per pair on the FMA pipe under "ieee"); see bench/ROOFLINE.md.
@@ -265,16 +266,25 @@ def _block(x: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, triton.next_power_of_2(max(int(x), 1))))
 
 
-def _block_p(p: int, precision: str) -> int:
+def _arch(device: torch.device) -> int:
+    """Compute capability as 10 major + minor (80, 90, ...); 0 off CUDA (the interpreter)."""
+    if device.type != "cuda":
+        return 0
+    major, minor = torch.cuda.get_device_capability(device)
+    return 10 * major + minor
+
+
+def _block_p(p: int, precision: str, arch: int) -> int:
     """Column tile of V in the forward's K @ V dot (tl.dot needs N >= 8)."""
-    return _block(p, 8, MAX_BLOCK_P_TF32X3 if precision == "tf32x3" else MAX_BLOCK_P)
+    narrow = precision == "tf32x3" and arch < 90
+    return _block(p, 8, MAX_BLOCK_P_TF32X3_SM80 if narrow else MAX_BLOCK_P)
 
 
-def _block_d(d: int, dtype: torch.dtype, precision: str = "ieee") -> int:
+def _block_d(d: int, dtype: torch.dtype, precision: str = "ieee", arch: int = 90) -> int:
     """Reduction tile over d (tl.dot needs K >= 16 for 16-bit, >= 8 for fp32 operands); the forward
-    passes its ``precision`` (float32 "tf32x3" takes chunks of MAX_BLOCK_D_TF32X3)."""
-    if dtype == torch.float32 and precision == "tf32x3":
-        return _block(d, 8, MAX_BLOCK_D_TF32X3)
+    passes its ``precision`` and ``arch`` (float32 "tf32x3" before sm_90: MAX_BLOCK_D_TF32X3_SM80)."""
+    if dtype == torch.float32 and precision == "tf32x3" and arch < 90:
+        return _block(d, 8, MAX_BLOCK_D_TF32X3_SM80)
     return _block(d, 8 if dtype == torch.float32 else 16, MAX_BLOCK_D)
 
 
@@ -568,7 +578,8 @@ def _launch_fwd(Xc: Tensor, Yc: Tensor, xn: Tensor, yn: Tensor, V: Tensor, terms
     m, p = V.shape
     assert Yc.shape == (m, d) and V.dtype == torch.float32 and xn.shape == (n,) and yn.shape == (m,)
     rows = p if p <= MAX_ROWS else 0  # p = 1, 2: row reductions instead of a dot padded to 8 columns
-    block_p = 1 if rows else _block_p(p, precision)
+    arch = _arch(Xc.device)
+    block_p = 1 if rows else _block_p(p, precision, arch)
     grid = lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), triton.cdiv(p, block_p) if not rows else 1)  # noqa: E731
     total = None
     for term in terms:
@@ -577,7 +588,8 @@ def _launch_fwd(Xc: Tensor, Yc: Tensor, xn: Tensor, yn: Tensor, V: Tensor, terms
             Xc, Yc, xn, yn, V, out, n, m, d, p,
             Xc.stride(0), Xc.stride(1), Yc.stride(0), Yc.stride(1), V.stride(0), V.stride(1),
             out.stride(0), out.stride(1), **term.kwargs(), DIRECT=_direct(d, term.dot)["DIRECT"], DIAG=diag,
-            PRECISION=precision, ROWS=rows, BLOCK_D=_block_d(d, Xc.dtype, precision), BLOCK_P=block_p)
+            PRECISION=precision, ROWS=rows, BLOCK_D=_block_d(d, Xc.dtype, precision, arch),
+            BLOCK_P=block_p)
         total = out if total is None else total.add_(out)
     return total
 

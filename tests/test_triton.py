@@ -447,7 +447,7 @@ def test_precision_table_of_the_docstring(dtype, precision, d, monkeypatch):
 def test_precision_tf32x3_through_the_public_api(gen):
     """precision="tf32x3" is accepted wherever precision is (get_backend, the estimators); under the
     interpreter tl.dot ignores it, so the result is the "ieee" one up to float32 rounding (the forward
-    sums d in chunks of MAX_BLOCK_D_TF32X3 = 8 instead of 32)."""
+    sums d in chunks of MAX_BLOCK_D_TF32X3_SM80 = 8 off sm_90, as here, instead of 32)."""
     X = torch.randn(30, 20, generator=gen)
     Y = torch.randn(26, 20, generator=gen) + 0.4
     a = mmdkit.mmd2_unbiased(X, Y, bandwidth=4.0, backend="triton", precision="tf32x3")
@@ -456,6 +456,18 @@ def test_precision_tf32x3_through_the_public_api(gen):
     assert "tf32x3" in te.PRECISIONS
     from mmdkit.kernels import PRECISIONS
     assert "tf32x3" in PRECISIONS
+
+
+def test_tf32x3_tiles_by_arch():
+    """float32 "tf32x3" narrows the forward's d chunk and V column tile before sm_90 (where the full
+    tiles spill, kernels/report.py); other precisions and sm_90 keep 32 and 32."""
+    f32 = torch.float32
+    assert te._block_d(64, f32, "tf32x3", 80) == 8 and te._block_d(64, f32, "tf32x3", 90) == 32
+    assert te._block_d(64, f32, "ieee", 80) == te._block_d(64, f32, "tf32", 80) == 32
+    assert te._block_d(64, torch.bfloat16, "tf32x3", 80) == 32  # 16-bit operands are not split
+    assert te._block_p(100, "tf32x3", 80) == 16 and te._block_p(100, "tf32x3", 90) == 32
+    assert te._block_p(100, "ieee", 80) == 32 and te._block_p(3, "tf32x3", 80) == 8
+    assert te._arch(torch.device("cpu")) == 0
 
 
 # ---------------------------------------------------------------------------

@@ -373,7 +373,7 @@ def test_tf32x3_split_keeps_the_distance_tile_at_float32_accuracy(d):
     assert np.abs(hi + _tf32_round(X - hi) - X).max() <= 2.0 ** -21 * np.abs(X).max()
 
 
-@pytest.mark.parametrize("d", [16, 64])
+@pytest.mark.parametrize("d", [16, pytest.param(64, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", ["gaussian", "energy"])
 def test_precision_tf32x3_kernel_error_under_emulation(name, d, gen, monkeypatch):
     """The kernels with precision="tf32x3" (every float32 dot emulated as _tf32x3_dot): MMD^2 from

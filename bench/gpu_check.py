@@ -303,7 +303,7 @@ def run_gpu_tests(site: str | None, timeout: float) -> tuple[str, float, bool]:
     """``pytest -m gpu`` in a child process group: (summary, seconds, passed). Killed whole at ``timeout``."""
     files = gpu_test_files()
     env = dict(os.environ, TRITON_INTERPRET="0", PYTHONUNBUFFERED="1",
-               MMDKIT_TRITON_AUTOTUNE="0")  # the engine switch proposed in issue 16 (read once the engine has it)
+               MMDKIT_TRITON_AUTOTUNE="0")  # the engine's pin switch (triton_engine.configs)
     if site:
         env["PYTHONPATH"] = os.pathsep.join([site] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     cmd = [sys.executable, "-m", "pytest", *map(str, files), "-m", "gpu", "-p", "no:cacheprovider",

@@ -235,6 +235,8 @@ def configs(direction: str) -> list[triton.Config]:
     """The autotuning space of one direction ("fwd" or "bwd"); the default first, one config under the interpreter."""
     if _INTERPRET:
         return [_config(INTERPRET_CONFIG)]
+    if os.environ.get("MMDKIT_TRITON_AUTOTUNE") == "0":  # pinned (make gpu-check): the default config only
+        return [_config(DEFAULT_CONFIG[direction])]
     space = [dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=w, num_stages=s)
              for bm in (32, 64, 128) for bn in (32, 64) for w in (4, 8) for s in (1, 2)]
     space.sort(key=lambda c: c != DEFAULT_CONFIG[direction])

@@ -99,7 +99,7 @@ def cross_mmd_test(X, Y, kernel="gaussian", bandwidth=None, seed=None, alternati
         "greater" (P != Q makes T large) is the test of the paper:
         p = 1 - Phi(T). "less": Phi(T); "two-sided": 2 (1 - Phi(|T|)).
     backend : {"auto", "torch", "triton"}
-    precision : {"ieee", "tf32"}
+    precision : {"ieee", "tf32", "tf32x3"}
         As in :func:`mmdkit.mmd2` (Triton only).
 
     Returns

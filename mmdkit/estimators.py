@@ -84,10 +84,11 @@ def mmd2(X, Y, kernel="gaussian", bandwidth=None, estimator: str = "unbiased", b
         "auto": Triton for CUDA float32/16/bf16 tensors, the blocked torch
         engine otherwise. The result does not depend on the backend beyond
         rounding.
-    precision : {"ieee", "tf32"}
+    precision : {"ieee", "tf32", "tf32x3"}
         Triton only: "tf32" computes the distance tile on tensor cores
-        (about 1e-3 relative error, for GAN training); the torch engine is
-        always exact.
+        (about 1e-3 relative error, for GAN training); "tf32x3" as three
+        TF32 products of split operands (float32-level accuracy, measured
+        under emulation); the torch engine is always exact.
 
     Returns
     -------

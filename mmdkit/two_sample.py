@@ -73,7 +73,7 @@ def energy_test(X, Y, exponent: float = 1.0, n_permutations: int = 1000, seed=No
         is streamed in tiles.
     progress : None, bool
         None: a tqdm bar when the test is expected to run over ~2 s; False: never.
-    precision : {"ieee", "tf32"}
+    precision : {"ieee", "tf32", "tf32x3"}
         As in :func:`mmdkit.mmd2` (Triton only).
 
     Returns
@@ -170,7 +170,7 @@ def mmd_test(X, Y, kernel="gaussian", bandwidth=None, n_permutations: int | None
         Level of the aggregated test's decision (``reject``); unused otherwise.
     progress : None, bool
         None: a tqdm bar when the test is expected to run over ~2 s; False: never.
-    precision : {"ieee", "tf32"}
+    precision : {"ieee", "tf32", "tf32x3"}
         As in :func:`mmdkit.mmd2` (Triton only).
 
     Returns

@@ -757,3 +757,16 @@ def test_compiled_kernels_on_gpu_match_float64():
     assert len(rows) == 2 * 3 * 3 * 4
     bad = [r for r in rows if not r["finite"] or r["triton"] > 3 * max(r["torch"], 1e-7)]
     assert not bad, bad
+
+
+def test_autotuning_pinned_by_environment(monkeypatch):
+    """MMDKIT_TRITON_AUTOTUNE=0 (make gpu-check) leaves each direction one config, the engine's default."""
+    if te._INTERPRET:
+        monkeypatch.setattr(te, "_INTERPRET", False)
+    monkeypatch.setenv("MMDKIT_TRITON_AUTOTUNE", "0")
+    for direction in ("fwd", "bwd"):
+        (only,) = te.configs(direction)
+        assert only.kwargs["BLOCK_M"] == te.DEFAULT_CONFIG[direction]["BLOCK_M"]
+        assert only.num_warps == te.DEFAULT_CONFIG[direction]["num_warps"]
+    monkeypatch.delenv("MMDKIT_TRITON_AUTOTUNE")
+    assert len(te.configs("fwd")) > 1

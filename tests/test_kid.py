@@ -440,6 +440,11 @@ def test_exact_on_the_triton_backend_equals_the_torch_engine():
     X, Y = make_pair(24, 19, 5)
     t, b = kid(X, Y, subsets=None, backend="triton"), kid(X, Y, subsets=None, backend="torch")
     assert t.backend == "triton" and b.backend == "torch"
-    # measured: value 3.0e-7, variance 1.1e-8 relative (float32 row sums on Triton, float64 on torch)
-    assert t.value == pytest.approx(b.value, rel=1e-6, abs=0)
-    assert t.variance == pytest.approx(b.variance, rel=5e-8)
+    # Each against the float64 value (tested against the dense oracle above). Measured relative errors of the
+    # float32 runs: value 3.8e-7 (Triton) and 5.2e-7 (torch), variance 9.3e-9 (Triton) and 3.1e-7 (torch).
+    # (Before Triton's row reductions for p <= 2 the two engines shared their variance error to 1.1e-8.)
+    r = kid(X.double(), Y.double(), subsets=None, backend="torch")
+    for res in (t, b):
+        assert res.value == pytest.approx(r.value, rel=1.5e-6, abs=0)
+        assert res.variance == pytest.approx(r.variance, rel=1e-6)
+    assert t.variance == pytest.approx(r.variance, rel=3e-8)  # Triton's float32 sums are the closer ones

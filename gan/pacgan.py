@@ -76,6 +76,7 @@ from mmdkit.gan.data import ToyData, get_dataset
 from mmdkit.gan.losses import GANLoss, get_loss
 from mmdkit.gan.metrics import evaluate
 from mmdkit.gan.models import AutoencoderCritic, MaxoutCritic, PacGANGenerator
+from mmdkit.gan.trainer import _jsonable
 
 __all__ = ["PacGANProtocol", "PROTOCOLS", "packed_dataset", "make_networks", "train_protocol",
            "time_iterations"]
@@ -440,15 +441,6 @@ def _plots(run: _Run, samples: Tensor, history: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
-def _jsonable(x):
-    """Replace inf/nan by strings so the file is strict JSON."""
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x
 
 
 def time_iterations(loss: GANLoss | str = "ns-gan", packing: int = 1, iterations: int = 200, warmup: int = 20,

@@ -171,7 +171,7 @@ def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, n
             tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()).mul_(4 * L.shape[1] * torch.finfo(t.dtype).eps)
             # The masked fill costs more than the matmul (a bool tile, then a masked pass): on the CPU,
             # a tile whose smallest t exceeds every row's bound (no close pairs) is left as it is.
-            if t.device.type != "cpu" or diagonal is not None or t.min() <= tol.max():
+            if t.device.type != "cpu" or diagonal is not None or t.numel() == 0 or t.min() <= tol.max():
                 t.masked_fill_(t <= tol, 0.0)  # (BM, BN) <= (BM, 1); also clamps negatives
         elif kind == "distance" and (fold is None or fold > 0):
             t.clamp_min_(0)

@@ -68,7 +68,7 @@ PERMUTATIONS = {10**4: 1000, 10**5: 100}        # mmd_test
 AGG_PERMUTATIONS = {10**4: 250, 10**5: 25}      # MMDAgg: B1 = B2 = this (2x draws), 10 bandwidths
 AGG_BANDWIDTHS = 10                             # mmdkit.bandwidth.GRID_SIZE
 WARMUP_N = 200                  # tests: a first call at this n compiles their kernels (n is not specialised)
-LABEL_SECONDS = 4e-7            # CPU time per permutation label (numpy Feistel network; 5e-7 on a 2-core VM)
+LABEL_SECONDS = 3e-8            # CPU time per permutation label (numpy hash and selection; 2e-8 on a 2-core VM)
 
 # bench/ROOFLINE.md's H100 SXM5 model: FP32 lane-ops/s, SFU ex2/s, L2 -> SM bytes/s, SMs, default tile rows
 H100 = {"lanes": 33.5e12, "sfu": 4.2e12, "l2": 7e12, "sms": 132, "block_m": 64}
@@ -422,9 +422,10 @@ class Runner:
         torch = self.torch
         if item.op == "labels":
             import numpy as np
-            from mmdkit._permutations import permute
+            from mmdkit._permutations import x_masks
             key = np.array([1, 2], dtype=np.uint32)
-            run = lambda: permute(key, np.arange(item.permutations), np.arange(item.n), item.n)  # noqa: E731
+            rows = np.arange(item.n)
+            run = lambda: x_masks(key, np.arange(item.permutations), rows, item.n, item.n // 2)  # noqa: E731
             t, _ = time_calls(run, item.repeats, item.warmup)
             ns = t / (item.n * item.permutations) * 1e9
             return {"seconds": fmt(t, 4), "rate": f"{ns:.0f} ns/label",

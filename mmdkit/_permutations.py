@@ -1,12 +1,15 @@
 """Permutations and p-values: the pieces every permutation test shares.
 
-Relabelling b of the pooled indices 0..N-1 is a keyed pseudo-random
-bijection pi_b of [0, N) (:func:`permute`: a Feistel network on 32-bit
-words with cycle-walking); point i is labelled X when pi_b(i) < n. So the
-label of global row i under permutation b is a function of (key, b, i)
-alone: any subset of rows (a shard of a process group, a batch of
-permutations) gets the same labels without the others, and the same seed
-gives the same draws on every backend and every number of processes. The
+Relabelling b of the pooled indices 0..N-1 gives each index a keyed 32-bit
+score s_b(i) (:func:`x_masks`: SCORE_ROUNDS keyed rounds of a bijective
+integer hash, so s_b is injective on [0, N)) and labels X the n points of
+smallest score; :func:`permute` gives the ranks pi_b(i) of the scores, the
+bijection of [0, N) whose values below n are those points. So the labels of
+permutation b are a function of (key, b, N, n) alone: any subset of rows (a
+shard of a process group) or batch of permutations gets the same labels
+without the others, and the same seed gives the same draws on every backend
+and every number of processes. Drawing a labelling costs a hash per index
+and a selection (``np.partition``) per permutation. The
 key (two 32-bit words) is drawn from the seed's torch.Generator. The labels
 are written as label matrices E (N, B) with
 e_i = m on the points labelled X and -n elsewhere (integers, exact in every
@@ -32,7 +35,7 @@ from mmdkit._progress import Progress
 from mmdkit.estimators import mmd2_from_sums
 from mmdkit.kernels import Backend, KernelSpec
 
-__all__ = ["generator", "permutation_key", "permute", "null_statistics", "pvalue", "tolerance"]
+__all__ = ["generator", "permutation_key", "permute", "x_masks", "null_statistics", "pvalue", "tolerance"]
 
 LABEL_BYTES = 64 * 2**20  # automatic batch: label and product blocks of about this size
 
@@ -58,9 +61,10 @@ def generator(seed) -> torch.Generator:
     return g
 
 
-# Rounds of the Feistel network: 12 make the labellings of tiny pools (N = 6 .. 13) pass a chi-square test
-# of uniformity over 200 000 draws (p >= 0.17); 6 fail it (p < 1e-38). tests/test_permutations.py checks this.
-FEISTEL_ROUNDS = 12
+# Rounds of the keyed hash. The labellings of tiny pools (N = 6 .. 13) pass the chi-square test of
+# uniformity in tests/test_permutations.py (100 000 draws) with one round already (p >= 0.17); the second
+# is a margin.
+SCORE_ROUNDS = 2
 CHUNK = 1 << 15  # elements hashed at a time (the temporaries stay in L2)
 _U32 = np.uint32
 
@@ -81,97 +85,58 @@ def permutation_key(gen: torch.Generator) -> np.ndarray:
 
 
 def _round_keys(key: np.ndarray, perms: np.ndarray) -> np.ndarray:
-    """(FEISTEL_ROUNDS, B, 1) uint32 round keys of the permutations numbered ``perms``."""
+    """(SCORE_ROUNDS, B, 1) uint32 round keys of the permutations numbered ``perms``."""
     b = np.asarray(perms).astype(_U32)
     tmp = np.empty_like(b)
     with np.errstate(over="ignore"):
         base = _mix32(_mix32(b ^ key[0], tmp) ^ key[1], tmp)
-        rounds = [_mix32(base ^ _mix32(np.full_like(b, r + 1), tmp), tmp) for r in range(FEISTEL_ROUNDS)]
+        rounds = [_mix32(base ^ _mix32(np.full_like(b, r + 1), tmp), tmp) for r in range(SCORE_ROUNDS)]
     return np.stack(rounds)[:, :, None]
 
 
-def _feistel(v: np.ndarray, keys: np.ndarray, h: int) -> np.ndarray:
-    """One pass of the keyed Feistel network on 2h-bit values ``v`` (B', C) with round keys (R, B', 1)."""
-    mask = _U32((1 << h) - 1)
-    L, R = v >> _U32(h), v & mask
-    t, tmp = np.empty_like(R), np.empty_like(R)
-    for kr in keys:
-        np.bitwise_xor(R, kr, out=t)
-        _mix32(t, tmp)
-        t &= mask
-        t ^= L
-        L, R, t = R, t, L  # (L, R) <- (R, L ^ F(R)); the old L's buffer is reused
-    return (L << _U32(h)) | R
+def _scores(keys: np.ndarray, N: int) -> np.ndarray:
+    """(B, N) uint32 scores s_b(i) = mix(... mix(mix(i ^ k_1) ^ k_2) ...) of every index i < N."""
+    s = np.empty((keys.shape[1], N), _U32)
+    idx = np.arange(N, dtype=_U32)
+    step = max(1, CHUNK // N)
+    with np.errstate(over="ignore"):
+        for r0 in range(0, s.shape[0], step):
+            block = s[r0:r0 + step]
+            tmp = np.empty_like(block)
+            np.copyto(block, idx)
+            for kr in keys[:, r0:r0 + step]:
+                block ^= kr
+                _mix32(block, tmp)
+    return s
+
+
+def x_masks(key: np.ndarray, perms: np.ndarray, rows: np.ndarray, N: int, n: int) -> np.ndarray:
+    """Boolean (B, len(rows)): True where relabelling b labels point ``rows[j]`` X, i.e. where s_b(i) is
+    among the n smallest of s_b(0), ..., s_b(N - 1) (no ties: s_b is injective)."""
+    if not 1 <= n <= N <= 2**32:
+        raise ValueError(f"labellings of n = {n} of N = {N} points: need 1 <= n <= N <= 2^32")
+    s = _scores(_round_keys(key, perms), N)
+    kth = np.partition(s, n - 1, axis=1)[:, n - 1:n]  # the n-th smallest score of each relabelling
+    return s[:, rows] <= kth
 
 
 def permute(key: np.ndarray, perms: np.ndarray, idx: np.ndarray, N: int) -> np.ndarray:
-    """pi_b(i) for every permutation b in ``perms`` and index i in ``idx``: (B, len(idx)) int64.
-
-    pi_b is a bijection of [0, N) (N <= 2^32): a balanced Feistel network of
-    FEISTEL_ROUNDS rounds on 2h bits (2^(2h) >= N, round function a keyed
-    32-bit hash), applied again to values >= N until they fall in [0, N)
-    (cycle-walking keeps it a bijection). Exact integer arithmetic: the same
-    numbers on every machine, whatever the batching of ``perms`` and ``idx``.
-    """
+    """pi_b(i), the rank of s_b(i) among s_b(0..N-1), for every b in ``perms`` and i in ``idx``: (B, len(idx))
+    int64. pi_b is a bijection of [0, N), and pi_b(i) < n exactly where :func:`x_masks` labels i X."""
     if not 1 <= N <= 2**32:
         raise ValueError(f"permutations of N = {N} points: N must lie in [1, 2^32]")
-    h = max(1, ((N - 1).bit_length() + 1) // 2)
-    keys = _round_keys(key, perms)  # (rounds, B, 1)
-    y = _feistel_rows(np.asarray(idx, dtype=_U32), keys, h)
-    with np.errstate(over="ignore"):
-        tail = (1 << (2 * h)) - N  # values the network can reach outside [0, N)
-        if tail and tail <= 2 * max(y.shape[1], 1):
-            _walk_by_table(y, keys, h, N)
-        else:
-            _walk(y, keys, h, N)
-    return y.astype(np.int64)
-
-
-def _feistel_rows(idx: np.ndarray, keys: np.ndarray, h: int) -> np.ndarray:
-    """(B, len(idx)) uint32: the network of permutation b (keys[:, b]) on every index, in cache-sized row blocks."""
-    y = np.empty((keys.shape[1], idx.size), _U32)
-    step = max(1, CHUNK // max(idx.size, 1))
-    with np.errstate(over="ignore"):
-        for r0 in range(0, y.shape[0], step):
-            y[r0:r0 + step] = _feistel(np.broadcast_to(idx, (min(step, y.shape[0] - r0), idx.size)),
-                                       keys[:, r0:r0 + step], h)
-    return y
-
-
-def _walk(y: np.ndarray, keys: np.ndarray, h: int, N: int) -> None:
-    """Cycle-walking in place: apply the network again to the values >= N until they fall in [0, N)."""
-    rows, cols = np.nonzero(y >= N)
-    while rows.size:  # ~1 more pass for a few values (2^(2h) < 4 N)
-        v = _feistel(y[rows, cols][:, None], keys[:, rows], h)[:, 0]
-        y[rows, cols] = v
-        keep = v >= N
-        rows, cols = rows[keep], cols[keep]
-
-
-def _walk_by_table(y: np.ndarray, keys: np.ndarray, h: int, N: int) -> None:
-    """:func:`_walk` with the same result, for many indices per permutation: the network's values on the
-    whole tail [N, 2^(2h)) once per permutation (contiguous rows, the fast path), then the walks as
-    lookups in that table (no network evaluations on scattered values)."""
-    tail, cols = (1 << (2 * h)) - N, y.shape[1]
-    table = _feistel_rows(np.arange(N, N + tail, dtype=_U32), keys, h).reshape(-1)  # one step from each tail value
-    pos = np.flatnonzero(y >= N)  # flat positions in y still walking
-    v = y.reshape(-1)[pos].astype(np.int64)
-    base = pos // cols * tail - N  # table[base + v] = one step from v under the row's permutation
-    while pos.size:
-        v = table[base + v]
-        done = v < N
-        y.reshape(-1)[pos[done]] = v[done]
-        keep = ~done
-        pos, v, base = pos[keep], v[keep], base[keep]
+    order = np.argsort(_scores(_round_keys(key, perms), N), axis=1)
+    ranks = np.empty(order.shape, np.int64)
+    np.put_along_axis(ranks, order, np.arange(N, dtype=np.int64)[None], axis=1)
+    return ranks[:, idx]
 
 
 def _x_masks(gen: torch.Generator, n: int, N: int, count: int, exact: bool, batch: int, rows: np.ndarray):
     """Boolean (B, len(rows)) blocks: True where a point of ``rows`` (global indices) is labelled X.
 
     Exact: all C(N, n) subsets in lexicographic order (the identity first).
-    Random: relabelling b labels i as X when pi_b(i) < n (:func:`permute`), so a
-    block of permutations never depends on the batching, nor on which rows a
-    process holds.
+    Random: :func:`x_masks` of relabellings b0 .. b0 + B - 1, so a block of
+    permutations never depends on the batching, nor on which rows a process holds.
     """
     if exact:
         combos = itertools.combinations(range(N), n)
@@ -182,7 +147,7 @@ def _x_masks(gen: torch.Generator, n: int, N: int, count: int, exact: bool, batc
         return
     key = permutation_key(gen)
     for b0 in range(0, count, batch):
-        yield permute(key, np.arange(b0, min(b0 + batch, count)), rows, N) < n
+        yield x_masks(key, np.arange(b0, min(b0 + batch, count)), rows, N, n)
 
 
 def _labels(mask: np.ndarray, n: int, m: int, dtype: torch.dtype) -> Tensor:

@@ -588,7 +588,8 @@ class PermutationSums:
         finish()
         self.u1 = u1
         skip = 1 if first else 0
-        return [(2 * q[s][skip:], E.to(f64).T @ u1[s] + c[s][skip:], 2 * u1[s].sum()) for s in range(count)]
+        Eu1 = E.to(f64).T @ torch.stack(u1, 1)  # (B, S): e' (U 1) for every spec, one conversion of E
+        return [(2 * q[s][skip:], Eu1[:, s] + c[s][skip:], 2 * u1[s].sum()) for s in range(count)]
 
 
 class _KernelOfT(torch.autograd.Function):

@@ -33,9 +33,10 @@ def _fuse_lambdas(Z: Tensor, norm: str, count: int) -> np.ndarray:
     dist = torch.nn.functional.pdist(Zs, p=1.0 if norm == "l1" else 2.0).numpy()
     # the authors take the upper triangle *with* the diagonal: N zeros, which become the median
     dist = np.concatenate([dist, np.zeros(Zs.shape[0])])
-    dist = np.sort(np.where(dist == 0, np.median(dist), dist))
-    lo = dist[int(math.floor(dist.size * 0.05))] / 2
-    hi = dist[int(math.floor(dist.size * 0.95))] * 2
+    dist = np.where(dist == 0, np.median(dist), dist)
+    k_lo, k_hi = int(math.floor(dist.size * 0.05)), int(math.floor(dist.size * 0.95))
+    dist = np.partition(dist, (k_lo, k_hi))  # the two order statistics, without a full sort
+    lo, hi = dist[k_lo] / 2, dist[k_hi] * 2
     if not hi > 0:
         raise ValueError("MMD-FUSE's bandwidths are undefined: all points of `X` and `Y` coincide")
     return np.linspace(lo, hi, count)

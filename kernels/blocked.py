@@ -553,15 +553,13 @@ class PermutationSums:
         return 2 * out
 
     def __call__(self, E: Tensor, tick=None) -> list[tuple[Tensor, Tensor, Tensor]]:
-        E = E.to(device=self.device, dtype=self.dtype)
-        N = E.shape[0]
-        f64 = torch.float64
+        V = E.to(device=self.device, dtype=self.dtype).contiguous()
+        N, f64 = V.shape[0], torch.float64
         first = self.u1 is None
-        V = torch.cat([torch.ones(N, 1, dtype=E.dtype, device=E.device), E], 1) if first else E
         count = len(self.specs)
-        q = [torch.zeros(V.shape[1], dtype=f64, device=E.device) for _ in range(count)]
-        c = [torch.zeros(V.shape[1], dtype=f64, device=E.device) for _ in range(count)]
-        u1 = [torch.zeros(N, dtype=f64, device=E.device) for _ in range(count)] if first else self.u1
+        q = [torch.zeros(V.shape[1], dtype=f64, device=V.device) for _ in range(count)]
+        c = [torch.zeros(V.shape[1], dtype=f64, device=V.device) for _ in range(count)]
+        u1 = [torch.zeros(N, dtype=f64, device=V.device) for _ in range(count)] if first else self.u1
         acc: list[Tensor] = []
         row = None
 
@@ -569,10 +567,8 @@ class PermutationSums:
             for s, A in enumerate(acc):
                 q[s] += _colsum64(V[row[0]:row[1]] * A)
                 c[s] += _colsum64(A)
-                if first:
-                    u1[s][row[0]:row[1]] = A[:, 0]
         tall = max(i1 - i0 for i0, i1 in self.rows)
-        bufs = [torch.empty(tall, V.shape[1], dtype=E.dtype, device=E.device) for _ in range(count)]  # reused
+        bufs = [torch.empty(tall, V.shape[1], dtype=V.dtype, device=V.device) for _ in range(count)]  # reused
         for i0, i1, j0, j1, ks in (self.cache or self._upper_tiles()):
             if (i0, i1) != row:
                 if row is not None:
@@ -583,13 +579,15 @@ class PermutationSums:
             else:
                 for A, k in zip(acc, ks):
                     A.addmm_(k, V[j0:j1])
+            if first:  # U 1, the row sums of the upper tiles
+                for s, k in enumerate(ks):
+                    u1[s][i0:i1] += k.sum(1)
             if tick is not None:
-                tick(E.shape[1])
+                tick(V.shape[1])
         finish()
         self.u1 = u1
-        skip = 1 if first else 0
-        Eu1 = E.to(f64).T @ torch.stack(u1, 1)  # (B, S): e' (U 1) for every spec, one conversion of E
-        return [(2 * q[s][skip:], Eu1[:, s] + c[s][skip:], 2 * u1[s].sum()) for s in range(count)]
+        Eu1 = V.to(f64).T @ torch.stack(u1, 1)  # (B, S): e' (U 1) for every spec, one conversion of E
+        return [(2 * q[s], Eu1[:, s] + c[s], 2 * u1[s].sum()) for s in range(count)]
 
 
 class _KernelOfT(torch.autograd.Function):

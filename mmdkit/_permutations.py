@@ -110,14 +110,14 @@ def _scores(keys: np.ndarray, N: int) -> np.ndarray:
     return s
 
 
-def x_masks(key: np.ndarray, perms: np.ndarray, rows: np.ndarray, N: int, n: int) -> np.ndarray:
+def x_masks(key: np.ndarray, perms: np.ndarray, rows: np.ndarray | None, N: int, n: int) -> np.ndarray:
     """Boolean (B, len(rows)): True where relabelling b labels point ``rows[j]`` X, i.e. where s_b(i) is
-    among the n smallest of s_b(0), ..., s_b(N - 1) (no ties: s_b is injective)."""
+    among the n smallest of s_b(0), ..., s_b(N - 1) (no ties: s_b is injective). ``rows`` None: all N."""
     if not 1 <= n <= N <= 2**32:
         raise ValueError(f"labellings of n = {n} of N = {N} points: need 1 <= n <= N <= 2^32")
     s = _scores(_round_keys(key, perms), N)
     kth = np.partition(s, n - 1, axis=1)[:, n - 1:n]  # the n-th smallest score of each relabelling
-    return s[:, rows] <= kth
+    return (s if rows is None else s[:, rows]) <= kth
 
 
 def permute(key: np.ndarray, perms: np.ndarray, idx: np.ndarray, N: int) -> np.ndarray:
@@ -131,8 +131,8 @@ def permute(key: np.ndarray, perms: np.ndarray, idx: np.ndarray, N: int) -> np.n
     return ranks[:, idx]
 
 
-def _x_masks(gen: torch.Generator, n: int, N: int, count: int, exact: bool, batch: int, rows: np.ndarray):
-    """Boolean (B, len(rows)) blocks: True where a point of ``rows`` (global indices) is labelled X.
+def _x_masks(gen: torch.Generator, n: int, N: int, count: int, exact: bool, batch: int, rows: np.ndarray | None):
+    """Boolean (B, len(rows)) blocks: True where a point of ``rows`` (global indices; None: all) is labelled X.
 
     Exact: all C(N, n) subsets in lexicographic order (the identity first).
     Random: :func:`x_masks` of relabellings b0 .. b0 + B - 1, so a block of
@@ -143,18 +143,24 @@ def _x_masks(gen: torch.Generator, n: int, N: int, count: int, exact: bool, batc
         while block := list(itertools.islice(combos, batch)):
             mask = np.zeros((len(block), N), bool)
             np.put_along_axis(mask, np.array(block), True, axis=1)
-            yield mask[:, rows]
+            yield mask if rows is None else mask[:, rows]
         return
     key = permutation_key(gen)
     for b0 in range(0, count, batch):
         yield x_masks(key, np.arange(b0, min(b0 + batch, count)), rows, N, n)
 
 
-def _labels(mask: np.ndarray, n: int, m: int, dtype: torch.dtype) -> Tensor:
-    """Label matrix (N, B) on the CPU: m on the X-labelled points, -n elsewhere (a transposed view)."""
-    E = torch.full(mask.shape, float(-n), dtype=dtype)
-    E.masked_fill_(torch.from_numpy(mask), float(m))
-    return E.T
+def _labels(mask: np.ndarray, n: int, m: int, dtype: torch.dtype, first: np.ndarray | None = None) -> Tensor:
+    """Label matrix (N, B) on the CPU, contiguous: m on the X-labelled points, -n elsewhere.
+
+    ``mask`` is (B, N); ``first``, a boolean (N,) labelling, becomes an extra column 0 (the identity).
+    """
+    lead = 0 if first is None else 1
+    E = torch.empty(mask.shape[1], lead + mask.shape[0], dtype=dtype)
+    if first is not None:
+        E[:, 0].copy_(torch.from_numpy(first))
+    E[:, lead:].copy_(torch.from_numpy(mask).T)
+    return E.mul_(m + n).sub_(n)  # 1 -> m, 0 -> -n (integers: exact in every float dtype)
 
 
 def null_statistics(Z: Tensor, n: int, m: int, specs: list[KernelSpec], engine: Backend, unbiased: bool,
@@ -170,24 +176,22 @@ def null_statistics(Z: Tensor, n: int, m: int, specs: list[KernelSpec], engine: 
     """
     N = n + m
     op = engine.permutation_sums(Z, specs, memory_budget, sizes)
-    rows = getattr(op, "label_rows", None)
-    rows = np.arange(N) if rows is None else rows
+    rows = getattr(op, "label_rows", None)  # None: all N
     item = torch.finfo(op.dtype).bits // 8
     if batch is None:
         batch = max(16, LABEL_BYTES // (2 * N * item))
     batch = min(batch, count + 1)
     bar = Progress((count + 1) * op.tiles, progress, desc)
     draws = _x_masks(gen, n, N, count, exact, batch, rows)
-    identity = _labels((rows < n)[None], n, m, op.dtype)
+    identity = (np.arange(N) if rows is None else rows) < n
     observed = np.empty(len(specs))
     null = np.empty((len(specs), count))
     done, first = 0, True
     try:
         while first or done < count:
-            E = _labels(next(draws), n, m, op.dtype)
-            take = E.shape[1]
-            if first:
-                E = torch.cat([identity, E], 1)
+            mask = next(draws)
+            take = mask.shape[0]
+            E = _labels(mask, n, m, op.dtype, identity if first else None)
             for s, (q, u, total) in enumerate(op(E.to(device=Z.device), bar)):
                 Sxx = (q + 2 * n * u + n * n * total) / N**2
                 Syy = (q - 2 * m * u + m * m * total) / N**2

@@ -1,10 +1,11 @@
 """Issue 16's CPU goals in one run: the engine against the blocked sketch (bench/sketch.py) and
 naive dense torch, float32, 2 threads; prints a Markdown table of times and ratios.
 
-    .venv/bin/python bench/sketch_ratios.py [--rounds 5]
+    .venv/bin/python bench/sketch_ratios.py [--rounds 5] [--only energy]
 
-Rounds interleave the implementations (engine, sketch, dense, engine, ...) so host drift
-hits all of them alike; each time is the minimum over rounds after one warm-up.
+Rounds interleave the implementations so host drift hits all of them alike, in an order rotated
+each round (dense torch's gigabyte allocations slow whatever runs right after them); each time is
+the minimum over rounds after one warm-up.
 """
 import argparse
 import sys
@@ -43,18 +44,23 @@ def with_grad(f):
 def main(argv=None):
     a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     a.add_argument("--rounds", type=int, default=5)
+    a.add_argument("--only", default="", help="run the cases whose statistic name contains this")
     args = a.parse_args(argv)
     torch.set_num_threads(2)
     print("| statistic | n = m | d | mode | engine s | sketch s | dense s | engine vs sketch | engine vs dense |")
     print("|---|---|---|---|---|---|---|---|---|")
     for stat, n, d, mode in CASES:
+        if args.only not in stat:
+            continue
         X, Y = make_pair(n, n, d, shift=0.5)
         impls = {"engine": ENGINE[stat], "sketch": SKETCH[stat], "dense": DENSE[stat]}
         if mode == "fwd+bwd":
             impls = {"engine": with_grad(ENGINE[stat]), "dense": with_grad(DENSE[stat])}
         best = {k: float("inf") for k in impls}
+        names = list(impls)
         for r in range(args.rounds + 1):
-            for name, f in impls.items():
+            for name in names[r % len(names):] + names[:r % len(names)]:  # rotated: none always follows dense
+                f = impls[name]
                 start = time.perf_counter()
                 f(X, Y)
                 if r:  # round 0 is the warm-up

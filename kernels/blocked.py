@@ -168,10 +168,15 @@ def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, n
             # The expansion leaves ~ (d+2) eps (|x|^2 + |y|^2) of rounding where x = y, which a
             # sqrt would turn into ~sqrt(eps) |x|: pairs below that bound are coincident, t = 0.
             # (L[:, -2] holds fold |x|^2 and R[:, -1] |y|^2; cusp kernels fold by f > 0)
-            tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()).mul_(4 * L.shape[1] * torch.finfo(t.dtype).eps)
+            c = 4 * L.shape[1] * torch.finfo(t.dtype).eps
             # The masked fill costs more than the matmul (a bool tile, then a masked pass): on the CPU,
-            # a tile whose smallest t exceeds every row's bound (no close pairs) is left as it is.
-            if t.device.type != "cpu" or diagonal is not None or t.numel() == 0 or t.min() <= tol.max():
+            # a tile whose smallest t exceeds every row's bound (no close pairs) is left as it is. The
+            # check is two short reductions and one over the tile, in Python floats (a margin of 1e-6
+            # covers their rounding against the float32 bounds: a needless fill changes nothing).
+            if (t.device.type != "cpu" or diagonal is not None or t.numel() == 0
+                    or float(t.min()) <= (float(L[:, -2].max()) + (fold or 1.0) * float(R[:, -1].max())) * c
+                    * (1 + 1e-6)):
+                tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()).mul_(c)
                 t.masked_fill_(t <= tol, 0.0)  # (BM, BN) <= (BM, 1); also clamps negatives
         elif kind == "distance" and (fold is None or fold > 0):
             t.clamp_min_(0)

@@ -344,8 +344,9 @@ def test_cusp_rule_is_the_same_with_and_without_the_cpu_shortcut(gen):
     X = torch.randn(50, 9, generator=gen)
     for Y in (torch.randn(60, 9, generator=gen) + 2.0,        # no close pairs: the shortcut
               torch.cat([X[:7], X[7:20] + 1e-4, torch.randn(40, 9, generator=gen)])):  # coincident and close
-        L, R = blocked._factors(X, Y, "distance")
-        got = blocked._t_tile(L, R, "distance", True, None)
-        t = L @ R.T
-        tol = (L[:, -2:-1] + R[:, -1].max()) * (4 * L.shape[1] * torch.finfo(t.dtype).eps)
-        assert torch.equal(got, t.masked_fill(t <= tol, 0.0).clamp_min(0))
+        for fold in (None, 0.37):  # the factors of an unfolded kernel, and of one folding its scale
+            L, R = blocked._factors(X, Y, "distance", "l2", fold)
+            got = blocked._t_tile(L, R, "distance", True, None, "l2", fold)
+            t = L @ R.T
+            tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()) * (4 * L.shape[1] * torch.finfo(t.dtype).eps)
+            assert torch.equal(got, t.masked_fill(t <= tol, 0.0).clamp_min(0))

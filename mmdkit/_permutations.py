@@ -94,20 +94,22 @@ def _round_keys(key: np.ndarray, perms: np.ndarray) -> np.ndarray:
     return np.stack(rounds)[:, :, None]
 
 
-def _scores(keys: np.ndarray, N: int) -> np.ndarray:
-    """(B, N) uint32 scores s_b(i) = mix(... mix(mix(i ^ k_1) ^ k_2) ...) of every index i < N."""
-    s = np.empty((keys.shape[1], N), _U32)
+def _score_blocks(keys: np.ndarray, N: int):
+    """(r0, block): the (R, N) uint32 scores s_b(i) = mix(... mix(mix(i ^ k_1) ^ k_2) ...) of every index
+    i < N for permutations r0 .. r0 + R - 1 of ``keys``, in blocks of about CHUNK scores (they stay in
+    cache for the selection); each block is overwritten by the next."""
     idx = np.arange(N, dtype=_U32)
-    step = max(1, CHUNK // N)
+    step = min(max(1, CHUNK // N), keys.shape[1])
+    buf, tmp = np.empty((step, N), _U32), np.empty((step, N), _U32)
     with np.errstate(over="ignore"):
-        for r0 in range(0, s.shape[0], step):
-            block = s[r0:r0 + step]
-            tmp = np.empty_like(block)
+        for r0 in range(0, keys.shape[1], step):
+            rows = min(step, keys.shape[1] - r0)
+            block, t = buf[:rows], tmp[:rows]
             np.copyto(block, idx)
             for kr in keys[:, r0:r0 + step]:
                 block ^= kr
-                _mix32(block, tmp)
-    return s
+                _mix32(block, t)
+            yield r0, block
 
 
 def x_masks(key: np.ndarray, perms: np.ndarray, rows: np.ndarray | None, N: int, n: int) -> np.ndarray:
@@ -115,9 +117,12 @@ def x_masks(key: np.ndarray, perms: np.ndarray, rows: np.ndarray | None, N: int,
     among the n smallest of s_b(0), ..., s_b(N - 1) (no ties: s_b is injective). ``rows`` None: all N."""
     if not 1 <= n <= N <= 2**32:
         raise ValueError(f"labellings of n = {n} of N = {N} points: need 1 <= n <= N <= 2^32")
-    s = _scores(_round_keys(key, perms), N)
-    kth = np.partition(s, n - 1, axis=1)[:, n - 1:n]  # the n-th smallest score of each relabelling
-    return (s if rows is None else s[:, rows]) <= kth
+    keys = _round_keys(key, perms)
+    out = np.empty((keys.shape[1], N if rows is None else len(rows)), bool)
+    for r0, s in _score_blocks(keys, N):
+        kth = np.partition(s, n - 1, axis=1)[:, n - 1:n]  # the n-th smallest score of each relabelling
+        np.less_equal(s if rows is None else s[:, rows], kth, out=out[r0:r0 + s.shape[0]])
+    return out
 
 
 def permute(key: np.ndarray, perms: np.ndarray, idx: np.ndarray, N: int) -> np.ndarray:
@@ -125,7 +130,7 @@ def permute(key: np.ndarray, perms: np.ndarray, idx: np.ndarray, N: int) -> np.n
     int64. pi_b is a bijection of [0, N), and pi_b(i) < n exactly where :func:`x_masks` labels i X."""
     if not 1 <= N <= 2**32:
         raise ValueError(f"permutations of N = {N} points: N must lie in [1, 2^32]")
-    order = np.argsort(_scores(_round_keys(key, perms), N), axis=1)
+    order = np.concatenate([np.argsort(s, axis=1) for _, s in _score_blocks(_round_keys(key, perms), N)])
     ranks = np.empty(order.shape, np.int64)
     np.put_along_axis(ranks, order, np.arange(N, dtype=np.int64)[None], axis=1)
     return ranks[:, idx]

@@ -68,7 +68,7 @@ PERMUTATIONS = {10**4: 1000, 10**5: 100}        # mmd_test
 AGG_PERMUTATIONS = {10**4: 250, 10**5: 25}      # MMDAgg: B1 = B2 = this (2x draws), 10 bandwidths
 AGG_BANDWIDTHS = 10                             # mmdkit.bandwidth.GRID_SIZE
 WARMUP_N = 200                  # tests: a first call at this n compiles their kernels (n is not specialised)
-LABEL_SECONDS = 3e-8            # CPU time per permutation label (numpy hash and selection; 2e-8 on a 2-core VM)
+LABEL_SECONDS = 1e-8            # CPU time per permutation label (numpy hash and selection; 5e-9 on a quiet 2-core VM)
 
 # bench/ROOFLINE.md's H100 SXM5 model: FP32 lane-ops/s, SFU ex2/s, L2 -> SM bytes/s, SMs, default tile rows
 H100 = {"lanes": 33.5e12, "sfu": 4.2e12, "l2": 7e12, "sms": 132, "block_m": 64}

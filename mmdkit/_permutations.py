@@ -99,7 +99,7 @@ def _score_blocks(keys: np.ndarray, N: int):
     i < N for permutations r0 .. r0 + R - 1 of ``keys``, in blocks of about CHUNK scores (they stay in
     cache for the selection); each block is overwritten by the next."""
     idx = np.arange(N, dtype=_U32)
-    step = min(max(1, CHUNK // N), keys.shape[1])
+    step = max(1, min(CHUNK // N, keys.shape[1]))
     buf, tmp = np.empty((step, N), _U32), np.empty((step, N), _U32)
     with np.errstate(over="ignore"):
         for r0 in range(0, keys.shape[1], step):
@@ -130,7 +130,10 @@ def permute(key: np.ndarray, perms: np.ndarray, idx: np.ndarray, N: int) -> np.n
     int64. pi_b is a bijection of [0, N), and pi_b(i) < n exactly where :func:`x_masks` labels i X."""
     if not 1 <= N <= 2**32:
         raise ValueError(f"permutations of N = {N} points: N must lie in [1, 2^32]")
-    order = np.concatenate([np.argsort(s, axis=1) for _, s in _score_blocks(_round_keys(key, perms), N)])
+    keys = _round_keys(key, perms)
+    order = np.empty((keys.shape[1], N), np.int64)
+    for r0, s in _score_blocks(keys, N):
+        order[r0:r0 + s.shape[0]] = np.argsort(s, axis=1)
     ranks = np.empty(order.shape, np.int64)
     np.put_along_axis(ranks, order, np.arange(N, dtype=np.int64)[None], axis=1)
     return ranks[:, idx]

@@ -62,6 +62,11 @@ def test_x_masks_are_the_ranks_below_n_on_any_rows(N, n):
     assert (x_masks(KEY, np.arange(30), np.arange(N), N, n).sum(1) == n).all()
 
 
+def test_no_permutations_give_empty_blocks():
+    assert x_masks(KEY, np.arange(0), None, 9, 4).shape == (0, 9)
+    assert permute(KEY, np.arange(0), np.arange(9), 9).shape == (0, 9)
+
+
 def test_bad_label_counts_are_refused():
     with pytest.raises(ValueError, match="n = 0 of N = 5"):
         x_masks(KEY, np.arange(3), np.arange(5), 5, 0)

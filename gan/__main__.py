@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--instance-noise", type=float, default=0.0,
                    help="initial std of instance noise on the critic's inputs (annealed to 0 over --steps / 2)")
     t.add_argument("--eval-samples", type=int, default=2500, help="generated points for the metrics")
+    t.add_argument("--eval-every", type=int, default=0,
+                   help="fast protocol: mode statistics every this many steps (0: never), "
+                        "in metrics.json's trajectory and curves.png")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one of the loss's settings (repeatable), e.g. lr_c=3e-3, "
                         "critic_objective=attractive, penalty.weight=1 (values as Python literals)")
@@ -130,14 +133,16 @@ def _train(args, loss: GANLoss) -> dict:
     noise = InstanceNoise(args.instance_noise, max(1, steps // 2)) if args.instance_noise > 0 else None
     return train(loss, args.data, steps=steps, seed=args.seed, out=args.out, batch_size=args.batch_size,
                  instance_noise=noise, progress=not args.no_progress, eval_samples=args.eval_samples,
-                 g_hidden=args.g_hidden or G_HIDDEN, g_layers=args.g_layers or G_LAYERS, packing=args.packing)
+                 g_hidden=args.g_hidden or G_HIDDEN, g_layers=args.g_layers or G_LAYERS, packing=args.packing,
+                 eval_every=args.eval_every)
 
 
 def _train_pacgan(args, loss: GANLoss) -> dict:
     """``train --protocol pacgan``: every PacGAN default, --epochs / --packing / --batch-size override."""
     from mmdkit.gan.pacgan import PROTOCOLS, train_protocol
     for flag, value in (("--steps", args.steps), ("--g-hidden", args.g_hidden), ("--g-layers", args.g_layers),
-                        ("--instance-noise", args.instance_noise or None)):
+                        ("--instance-noise", args.instance_noise or None),
+                        ("--eval-every", args.eval_every or None)):
         if value is not None:
             raise ValueError(f"`{flag}` is not part of --protocol pacgan (its networks and schedule are PacGAN's; "
                              "--epochs sets the length)")

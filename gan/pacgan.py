@@ -423,22 +423,11 @@ def train_protocol(loss: GANLoss | str, data: ToyData | str = "grid25", protocol
 
 def _plots(run: _Run, samples: Tensor, history: list[dict], out: Path) -> None:
     """samples.png (the final evaluation samples) and curves.png (modes, high quality, losses by epoch)."""
-    from mmdkit.gan.plots import plot_snapshots
-    from mmdkit.plotting import _pyplot
+    from mmdkit.gan.plots import plot_curves, plot_snapshots
     title = f"{run.loss.name}, packing {run.protocol.packing}, {run.data.name}, seed {run.seed}"
     plot_snapshots({run.epoch: samples}, run.data, out / "samples.png", title=title)
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-    ep = [r["epoch"] for r in history]
-    for ax, keys in zip(axes, (("modes_covered",), ("high_quality",), ("critic_loss", "generator_loss"))):
-        for k in keys:
-            if history and k in history[0]:
-                ax.plot(ep, [r[k] for r in history], lw=0.9, label=k)
-        ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.savefig(out / "curves.png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    plot_curves(history, "epoch", (("modes_covered",), ("high_quality",), ("critic_loss", "generator_loss")),
+                out / "curves.png", title=title)
 
 
 

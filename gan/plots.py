@@ -74,3 +74,23 @@ def plot_losses(history: dict, path, title: str = "") -> None:
     ax.set_title(title, fontsize=10)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+def plot_curves(rows: list[dict], x: str, panels, path, title: str = "") -> None:
+    """One panel per group of keys in ``panels``, each key of ``rows`` plotted against ``rows[i][x]``.
+
+    ``rows`` is a training run's evaluation history (one dict per evaluation); keys a row
+    lacks are skipped (e.g. mode statistics on the swiss roll).
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.7 * len(panels), 3))
+    xs = [r[x] for r in rows]
+    for ax, keys in zip(axes, panels):
+        for k in keys:
+            if rows and k in rows[0]:
+                ax.plot(xs, [r[k] for r in rows], lw=0.9, label=k)
+        ax.set_xlabel(x)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)

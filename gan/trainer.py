@@ -13,7 +13,7 @@ from torch import nn
 from mmdkit.gan.constraints import InstanceNoise
 from mmdkit.gan.data import ToyData, get_dataset
 from mmdkit.gan.losses import GANLoss, get_loss
-from mmdkit.gan.metrics import EVAL_SAMPLES, evaluate
+from mmdkit.gan.metrics import EVAL_SAMPLES, evaluate, mode_statistics
 from mmdkit.gan.models import AutoencoderCritic, Critic, Generator
 
 __all__ = ["train", "make_critic", "make_optimizer", "G_HIDDEN", "G_LAYERS", "BATCH_SIZE"]
@@ -58,7 +58,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
           snapshots: int = 6, progress: bool = True, threads: int | None = 1,
           eval_samples: int = EVAL_SAMPLES, lr_decay: str = "linear", scale_output: bool = False,
           g_hidden: int = G_HIDDEN, g_layers: int = G_LAYERS, packing: int = 1,
-          return_samples: bool = False) -> dict:
+          return_samples: bool = False, eval_every: int = 0) -> dict:
     """Train a generator on a toy data set with ``loss``; returns (and writes) the metrics.
 
     Parameters
@@ -93,6 +93,10 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     threads : torch intra-op threads for this run (default 1: small MLPs gain nothing from more,
         and oversubscribed cores on a shared machine slow them down, see bench/GAN_RESULTS.md,
         section "Trainer defaults"; None: leave as is)
+    eval_every : every this many generator steps (0: never), the mode statistics of the
+        ``eval_samples`` evaluation points (mixtures only: modes_covered, high_quality,
+        reverse_kl) go into the returned ``trajectory`` (a list of rows with ``step``) and,
+        with ``out``, curves.png; the CPU time they take is excluded from ``cpu_seconds``
     return_samples : also return the ``eval_samples`` generated points the metrics were computed
         on, as ``samples`` (an (eval_samples, 2) tensor; not written to metrics.json)
 
@@ -146,6 +150,9 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     z_eval = torch.randn(eval_samples, G.z_dim, generator=eval_g)
     with torch.no_grad():
         init = evaluate(G(z_eval), data, torch.Generator().manual_seed(20_000 + seed))
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
+        raise ValueError(f"`eval_every` must be a non-negative integer (0: never), got {eval_every!r}")
+    trajectory, eval_cpu = [], 0.0
     snap_at = sorted({int(round(s)) for s in torch.linspace(0, steps, snapshots).tolist()})
     snaps, history = {}, {"step": [], "critic": [], "generator": []}
     nf = batch_size * loss.fake_batches
@@ -158,6 +165,11 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
         if step in snap_at:
             with torch.no_grad():
                 snaps[step] = G(z_eval[:1000]).clone()
+        if eval_every and data.modes is not None and step % eval_every == 0:
+            e0 = time.process_time()
+            with torch.no_grad():
+                trajectory.append({"step": step, **mode_statistics(G(z_eval), data)})
+            eval_cpu += time.process_time() - e0
         if step == steps:
             break
         if C is not None:
@@ -195,7 +207,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
             history["generator"].append(float(lg.detach()))
             if step % 200 == 0:
                 bar.set_postfix(critic=f"{float(lc.detach()):.3g}", gen=f"{float(lg.detach()):.3g}")
-    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0 - eval_cpu
     with torch.no_grad():
         samples = G(z_eval)
     metrics = evaluate(samples, data, torch.Generator().manual_seed(20_000 + seed))
@@ -206,16 +218,21 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
                     "generator": {"hidden": g_hidden, "layers": g_layers, "z_dim": G.z_dim}, "packing": packing,
                     "instance_noise": None if instance_noise is None else vars(instance_noise),
                     "settings": loss.settings(), "loss_state": loss.state_dict()})
+    if trajectory:
+        metrics["trajectory"] = trajectory
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2))
-        from mmdkit.gan.plots import plot_critic, plot_losses, plot_snapshots
+        from mmdkit.gan.plots import plot_critic, plot_curves, plot_losses, plot_snapshots
         plot_snapshots(snaps, data, out / "samples.png", title=f"{loss.name} on {data.name}")
         real = data.sample(500, torch.Generator().manual_seed(30_000 + seed))
         if packing == 1:
             plot_critic(loss, C, real, samples[:500], data, out / "critic.png")
         plot_losses(history, out / "losses.png", title=f"{loss.name} on {data.name}")
+        if trajectory:
+            plot_curves(trajectory, "step", (("modes_covered",), ("high_quality",), ("reverse_kl",)),
+                        out / "curves.png", title=f"{loss.name} on {data.name}, seed {seed}")
     if threads is not None:
         torch.set_num_threads(old_threads)
     if return_samples:

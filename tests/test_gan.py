@@ -479,6 +479,26 @@ def test_target_table_marks_each_seed():
     assert format_targets({"wgan": [run(0, 25, 0.99)]}) == ""
 
 
+def test_eval_every_records_the_mode_statistics_without_changing_the_run(tmp_path):
+    from mmdkit.gan.__main__ import main
+    from mmdkit.gan.trainer import train
+    plain = train("gmmn", "grid25", steps=6, seed=2, batch_size=64, progress=False, eval_samples=300)
+    out = tmp_path / "run"
+    assert main(["train", "--loss", "gmmn", "--data", "grid25", "--steps", "6", "--seed", "2", "--batch-size", "64",
+                 "--eval-samples", "300", "--eval-every", "3", "--out", str(out), "--no-progress"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert [r["step"] for r in m["trajectory"]] == [0, 3, 6]
+    # the last row is the final evaluation: same generator, same evaluation points
+    assert {k: m["trajectory"][-1][k] for k in ("modes_covered", "high_quality", "reverse_kl")} == {
+        k: m[k] for k in ("modes_covered", "high_quality", "reverse_kl")}
+    # evaluating draws nothing from the run's random stream
+    assert (m["high_quality"], m["mmd2_heldout"]) == (plain["high_quality"], plain["mmd2_heldout"])
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "trajectory" not in plain
+    with pytest.raises(ValueError, match="`eval_every`"):
+        train("gmmn", "grid25", steps=2, progress=False, eval_every=-1)
+
+
 def test_same_seed_same_result():
     from mmdkit.gan.trainer import train
     a = train("wgan-gp", "ring8", steps=5, seed=11, batch_size=32, progress=False, eval_samples=300)

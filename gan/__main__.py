@@ -186,7 +186,7 @@ def main(argv=None) -> int:
             m = _train(args, loss) if args.protocol == "fast" else _train_pacgan(args, loss)
         except (ValueError, TypeError) as e:
             parser.error(str(e))
-        shown = {k: v for k, v in m.items() if k not in ("settings", "history")}
+        shown = {k: v for k, v in m.items() if k not in ("settings", "history", "trajectory")}
         print(json.dumps(shown, indent=1, default=str))
         return 0
     if args.command == "train-dp":

@@ -341,7 +341,8 @@ def run_tuning(losses=None, trials: int = 10, jobs: int = 1, steps: int = STEPS,
         raise ValueError(f"`--trials` must be a positive integer, got {trials!r}")
     cache = Path(cache)
     plan = [_job("trial", name, draw(name, t), VALIDATION_DATA, validation_seed, steps, eval_samples,
-                 cache / name / f"trial{t}.json", trial=t) for name in losses for t in range(trials)]
+                 cache / name / f"trial{t}.json", trial=t)
+            for t in range(trials) for name in losses]  # trial-major: a stopped search covers every loss evenly
     done = _run_all(plan, jobs, progress, "tune")
     out: dict = {"trials": {name: [r for r in done if r["loss"] == name] for name in losses},
                  "selected": {}, "report": {}, "steps": steps, "validation_seed": validation_seed,

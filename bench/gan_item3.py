@@ -12,10 +12,15 @@ The table gives mean ± standard error over the seeds beside the target (PacGAN 
 issue 15: PacGAN4 on the grid 24.8 modes, 93.6 % high quality, reverse KL 0.04; on the ring PacGAN2's
 7.9 modes and PacGAN4's 95.9 %, 0.07).
 
-Budget: issue 15 allows 10 CPU-minutes per run on one core. This host's speed drifts up to 2x, so a
-design's step count is fixed from the per-step CPU time of the 3000-step bench run of 2026-11-30
-(bench/GAN_RESULTS.md, grid25: gmmn 121 s, energy-gan 183 s, mmd-gan 243 s, cramer-gan 319 s), and
-the table also reports the CPU seconds each run measured.
+Budget: issue 15 allows 10 CPU-minutes per run on one core. This host's speed drifts by 2x and more
+(the code of 2026-11-30 ran cramer-gan at 106 ms per step that day and at 230-245 ms on 2026-12-01),
+so a design's step count is fixed from the per-step CPU time of the 3000-step bench run of 2026-11-30
+(bench/GAN_RESULTS.md, grid25: gmmn 40 ms, energy-gan 61 ms, mmd-gan 81 ms, cramer-gan 106 ms), times
+the same-run speed-up of today's code over that day's where there is one (Energy(exponent=0.5) by square
+roots: cramer-gan 0.74x, energy-gan 0.77x, measured 2026-12-01 with the other jobs paused). So
+600 s buys gmmn 15000 steps, energy-gan 12700, mmd-gan 7400 and cramer-gan 7600; the designs named
+with fewer steps are under budget. The table also reports the CPU seconds each run measured on the
+day it ran (on a shared, drifting host: not comparable across days).
 """
 from __future__ import annotations
 
@@ -36,6 +41,10 @@ DESIGNS: dict[str, dict] = {
     "cramer-gan-5600": {"loss": "cramer-gan", "steps": 5600, "settings": {}, "packing": 1, "batch_size": None},
     "cramer-gan-pack2-5600": {"loss": "cramer-gan", "steps": 5600, "settings": {}, "packing": 2,
                               "batch_size": None},
+    "cramer-gan-7600": {"loss": "cramer-gan", "steps": 7600, "settings": {}, "packing": 1, "batch_size": None},
+    "cramer-gan-pack2-7600": {"loss": "cramer-gan", "steps": 7600, "settings": {}, "packing": 2,
+                              "batch_size": None},
+    "energy-gan-12700": {"loss": "energy-gan", "steps": 12700, "settings": {}, "packing": 1, "batch_size": None},
     "energy-gan-9800": {"loss": "energy-gan", "steps": 9800, "settings": {}, "packing": 1, "batch_size": None},
     "mmd-gan-7400": {"loss": "mmd-gan", "steps": 7400, "settings": {}, "packing": 1, "batch_size": None},
     "gmmn-lr3e-3-15000": {"loss": "gmmn", "steps": 15000, "settings": {"lr_g": 3e-3}, "packing": 1,

@@ -136,8 +136,11 @@ def test_trials_are_cached_and_a_rerun_skips_them(tmp_path, monkeypatch):
             assert record["settings"]["lr_g"] == tuning.draw(name, t)["lr_g"]
             assert record["metrics"]["modes_covered"] == int(tuning.draw(name, t)["lr_g"] * 1e5) % 26
             assert record["steps"] == 50 and record["error"] is None and "samples" not in record
+    # trial-major: trial t of every loss before trial t + 1 (a stopped search is even across losses)
+    assert [(c[0], c[3]) for c in fake.calls] == [(name, tuning.draw(name, t)["lr_g"])
+                                                   for t in range(3) for name in ("gan", "gmmn")]
     # the packing the trial drew reached the trainer
-    assert [c[4] for c in fake.calls[:3]] == [tuning.draw("gan", t)["packing"] for t in range(3)]
+    assert [c[4] for c in fake.calls if c[0] == "gan"] == [tuning.draw("gan", t)["packing"] for t in range(3)]
     second = tuning.run_tuning(**kw)
     assert len(fake.calls) == 6 and second["trials"] == first["trials"]
     # more trials: only the new ones run

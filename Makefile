@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
 
-.PHONY: demo test test-full lint bench report install clean gpu-check
+.PHONY: demo test test-full lint bench report install clean gpu-check gan-tune
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,3 +59,10 @@ gpu-check:
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info runs .benchmarks
+
+# Issue 15's equal-budget GAN search (hours; resumable from bench/gan_tuning). It runs inside .venv
+# so that the installed package, not the repository's mmdkit/ folder, is imported; the paths are
+# the repository's.
+gan-tune: install
+	cd $(VENV) && bin/python -m mmdkit.gan tune --trials 10 --jobs 2 --report --cache $(CURDIR)/bench/gan_tuning \
+		--out-md $(CURDIR)/bench/GAN_RESULTS.md --pacgan-runs $(CURDIR)/bench/gan_runs/pacgan

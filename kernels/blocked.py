@@ -146,15 +146,29 @@ def _dk_unit(kernel: KernelSpec) -> float:
     return 1.0 if c is None else c
 
 
+def _cusp_bound(L: Tensor, R: Tensor, kind: str, cusp: bool, fold: float | None = None) -> float | None:
+    """A bound on the rounding of every t of L @ R.T where x = y (None where :func:`_t_tile` needs none).
+
+    The expansion |x|^2 + |y|^2 - 2 x.y leaves ~ (d+2) eps (|x|^2 + |y|^2) where x = y, which a sqrt
+    would turn into ~sqrt(eps) |x|. A tile whose smallest t exceeds this bound has no coincident pair.
+    Computed once per sweep from all rows and columns (L[:, -2] holds fold |x|^2 and R[:, -1] |y|^2;
+    cusp kernels fold by f > 0), in Python floats with a margin of 1e-6 for their rounding.
+    """
+    if not (cusp and kind == "distance" and L.shape[1] > DIRECT_MAX_D) or L.numel() == 0 or R.numel() == 0:
+        return None
+    c = 4 * L.shape[1] * torch.finfo(L.dtype).eps
+    return (float(L[:, -2].max()) + (fold or 1.0) * float(R[:, -1].max())) * c * (1 + 1e-6)
+
+
 def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, norm: str = "l2",
-            fold: float | None = None) -> Tensor:
+            fold: float | None = None, bound: float | None = None) -> Tensor:
     """The tile of t (|x - y|^2, |x - y|_1^2 or <x, y>) for the factors L, R of :func:`_factors`.
 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself,
     which get a distance of exactly 0. ``cusp``: coincident points must sit at
     exactly t = 0 (kernels with a sqrt of t). With a ``fold`` (the factors'
     scale) the tile is fold * t; a negative fold leaves the clamp at 0 to the
-    kernel's folded evaluation.
+    kernel's folded evaluation. ``bound``: :func:`_cusp_bound` of the whole factors (else the tile's).
     """
     if kind == "distance" and norm == "l1":  # raw points: (sum_c |x_c - y_c|)^2, exact 0 at x = y
         t = torch.cdist(L, R, p=1).square_()
@@ -165,17 +179,14 @@ def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, n
     else:
         t = L @ R.T  # (BM, d+2) @ (d+2, BN) -> (BM, BN)
         if kind == "distance" and cusp:
-            # The expansion leaves ~ (d+2) eps (|x|^2 + |y|^2) of rounding where x = y, which a
-            # sqrt would turn into ~sqrt(eps) |x|: pairs below that bound are coincident, t = 0.
-            # (L[:, -2] holds fold |x|^2 and R[:, -1] |y|^2; cusp kernels fold by f > 0)
-            c = 4 * L.shape[1] * torch.finfo(t.dtype).eps
+            # Pairs below the rounding bound of :func:`_cusp_bound` (per row here) are coincident, t = 0.
             # The masked fill costs more than the matmul (a bool tile, then a masked pass): on the CPU,
-            # a tile whose smallest t exceeds every row's bound (no close pairs) is left as it is. The
-            # check is two short reductions and one over the tile, in Python floats (a margin of 1e-6
-            # covers their rounding against the float32 bounds: a needless fill changes nothing).
-            if (t.device.type != "cpu" or diagonal is not None or t.numel() == 0
-                    or float(t.min()) <= (float(L[:, -2].max()) + (fold or 1.0) * float(R[:, -1].max())) * c
-                    * (1 + 1e-6)):
+            # a tile whose smallest t exceeds the bound (no close pairs) is left as it is (a needless
+            # fill changes nothing).
+            if t.numel() and bound is None:
+                bound = _cusp_bound(L, R, kind, cusp, fold)
+            if t.device.type != "cpu" or diagonal is not None or t.numel() == 0 or float(t.min()) <= bound:
+                c = 4 * L.shape[1] * torch.finfo(t.dtype).eps
                 tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()).mul_(c)
                 t.masked_fill_(t <= tol, 0.0)  # (BM, BN) <= (BM, 1); also clamps negatives
         elif kind == "distance" and (fold is None or fold > 0):
@@ -187,13 +198,13 @@ def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, n
 
 
 def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: int | None,
-          exclude: bool = True, fold: float | None = None):
+          exclude: bool = True, fold: float | None = None, bound: float | None = None):
     """k and dk/dt / _dk_unit(kernel) on the tile L @ R.T (factors folded by ``fold``, see :func:`_fold_of`).
 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself:
-    they are zeroed (``exclude``) or get a distance of exactly 0.
+    they are zeroed (``exclude``) or get a distance of exactly 0. ``bound``: see :func:`_t_tile`.
     """
-    t = _t_tile(L, R, kernel.kind, kernel.cusp_at_zero, diagonal, kernel.norm, fold)
+    t = _t_tile(L, R, kernel.kind, kernel.cusp_at_zero, diagonal, kernel.norm, fold, bound)
     scaled = derivative and kernel.derivative_scale() is not None
     evaluate = kernel.evaluate_ if fold is None else kernel.evaluate_folded_
     k, dk = evaluate(t, derivative and not scaled)
@@ -236,6 +247,7 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
     sym = Y is None
     fold = _fold_of(kernel, X.shape[1])
     L, R = _factors(X, X if sym else Y, kernel.kind, kernel.norm, fold)
+    bound = _cusp_bound(L, R, kernel.kind, kernel.cusp_at_zero, fold)
     n, m = L.shape[0], R.shape[0]
     acc = lambda A, rows: None if A is None else torch.zeros(rows, A.shape[1], dtype=A.dtype, device=A.device)
     KV, KtVT, DW, DtWT = acc(V, n), acc(VT, m), acc(W, n), acc(WT, m)
@@ -245,7 +257,7 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
     for i0, i1, j0, j1, diag in tiles(rows, None if sym else _ranges(m, TILE_COLS)):
         if same and i0 < j1 and j0 < i1:
             diag = i0 - j0
-        k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal, fold)
+        k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal, fold, bound)
         kv = None if V is None and VT is None else k.to((V if V is not None else VT).dtype)
         if deriv:
             dk = dk.to((W if W is not None else WT).dtype)
@@ -410,11 +422,12 @@ def kernel_matmuls(X: Tensor, Y: Tensor | None, V: Tensor, kernels: tuple[Kernel
     n, m = L.shape[0], R.shape[0]
     out = torch.zeros(len(kernels), n, V.shape[1], dtype=Vc.dtype, device=V.device)
     cusp = any(k.cusp_at_zero for k in kernels)
+    bound = _cusp_bound(L, R, first.kind, cusp)
     rows = _ranges(n, TILE_SYM if sym else TILE_ROWS)
     for i0, i1, j0, j1, diag in tiles(rows, None if sym else _ranges(m, TILE_COLS)):
         if not sym and exclude_diagonal and i0 < j1 and j0 < i1:
             diag = i0 - j0
-        t = _t_tile(L[i0:i1], R[j0:j1], first.kind, cusp, diag, first.norm)
+        t = _t_tile(L[i0:i1], R[j0:j1], first.kind, cusp, diag, first.norm, bound=bound)
         for s, kernel in enumerate(kernels):
             k = kernel.evaluate_(t if s == len(kernels) - 1 else t.clone())[0].to(Vc.dtype)
             if diag is not None and exclude_diagonal:
@@ -436,22 +449,28 @@ class _BlockSums(torch.autograd.Function):
         group = torch.bucketize(torch.arange(N, device=Z.device), cuts, right=True)
         gdt = grad_dtype(Zc)
         Zaug = torch.cat([torch.ones(N, 1, dtype=Zc.dtype, device=Zc.device), Zc], 1).to(gdt) if need_grad else None
-        S = torch.zeros(p, p, dtype=torch.float64, device=Z.device)
+        S = [[0.0] * p for _ in range(p)]  # float64 block sums, as Python floats
         # D[b, i] = sum_{j in block b} k'_ij [1, z_j]  (block-major, so each update is one in-place addmm)
         D = torch.zeros(p, N, Zaug.shape[1], dtype=gdt, device=Z.device) if need_grad else None
         chunks = _ranges(N, TILE_SYM, bounds)
         block = {i0: bisect.bisect_right(bounds, i0) - 1 for i0, _ in chunks}
+        cusp = _cusp_bound(L, R, kernel.kind, kernel.cusp_at_zero, fold)
         for i0, i1, j0, j1, diag in tiles(chunks):
             bi, bj = block[i0], block[j0]
-            k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal, fold)
             # float32 row sums, float64 across them (a float64 sum of the whole tile costs 5x more)
-            total = k.sum(1).sum(dtype=torch.float64)
-            S[bi, bj] += total
+            if need_grad or diag is not None:
+                k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal, fold, cusp)
+                total = k.sum(1).sum(dtype=torch.float64)
+            else:  # no k tile needed: the kernel's row sums (one pass less for Energy)
+                t = _t_tile(L[i0:i1], R[j0:j1], kernel.kind, kernel.cusp_at_zero, None, kernel.norm, fold, cusp)
+                total = kernel.row_sums_(t, fold is not None).sum(dtype=torch.float64)
+            total = float(total)  # exact: the float64 sums accumulate as Python floats (no tensor ops per tile)
+            S[bi][bj] += total
             if need_grad:
                 dk = dk.to(gdt)
                 D[bj, i0:i1].addmm_(dk, Zaug[j0:j1])  # (BM, BN) @ (BN, 1+d) -> (BM, 1+d)
             if j0 != i0:  # the mirrored tile
-                S[bj, bi] += total
+                S[bj][bi] += total
                 if need_grad:
                     D[bi, j0:j1].addmm_(dk.T, Zaug[i0:i1])
         unit = _dk_unit(kernel)
@@ -459,7 +478,8 @@ class _BlockSums(torch.autograd.Function):
             D.mul_(unit)
         ctx.save_for_backward(Z, Zc, D, group)
         ctx.kernel, ctx.exclude = kernel, exclude_diagonal
-        return S  # float64: the estimators combine these sums without cancellation loss
+        # float64: the estimators combine these sums without cancellation loss
+        return torch.tensor(S, dtype=torch.float64, device=Z.device)
 
     @staticmethod
     def backward(ctx, G):
@@ -532,6 +552,8 @@ class PermutationSums:
         for norm, idx in self.groups.items():
             Zc, _ = _centre(Z, None, specs[idx[0]])
             self.factors[norm] = _factors(Zc, Zc, self.kind, norm)
+        self.bounds = {norm: _cusp_bound(*self.factors[norm], self.kind, any(specs[i].cusp_at_zero for i in idx))
+                       for norm, idx in self.groups.items()}
         self.u1 = None  # U 1 per spec, from the first call
         self.cache = list(self._upper_tiles()) if self.method == "dense" else None
 
@@ -542,7 +564,7 @@ class PermutationSums:
             for norm, idx in self.groups.items():
                 L, R = self.factors[norm]
                 cusp = any(self.specs[i].cusp_at_zero for i in idx)
-                t = _t_tile(L[i0:i1], R[j0:j1], self.kind, cusp, diag, norm)
+                t = _t_tile(L[i0:i1], R[j0:j1], self.kind, cusp, diag, norm, bound=self.bounds[norm])
                 for i in idx:
                     ks[i] = self.specs[i].evaluate_(t if i == idx[-1] else t.clone())[0]
             if diag is not None:

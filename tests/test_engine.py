@@ -346,7 +346,20 @@ def test_cusp_rule_is_the_same_with_and_without_the_cpu_shortcut(gen):
               torch.cat([X[:7], X[7:20] + 1e-4, torch.randn(40, 9, generator=gen)])):  # coincident and close
         for fold in (None, 0.37):  # the factors of an unfolded kernel, and of one folding its scale
             L, R = blocked._factors(X, Y, "distance", "l2", fold)
-            got = blocked._t_tile(L, R, "distance", True, None, "l2", fold)
             t = L @ R.T
             tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()) * (4 * L.shape[1] * torch.finfo(t.dtype).eps)
-            assert torch.equal(got, t.masked_fill(t <= tol, 0.0).clamp_min(0))
+            # the tile's own bound, and a sweep's bound over more (larger) rows than the tile's
+            for bound in (None, blocked._cusp_bound(torch.cat([L, 3 * L]), R, "distance", True, fold)):
+                got = blocked._t_tile(L, R, "distance", True, None, "l2", fold, bound)
+                assert torch.equal(got, t.masked_fill(t <= tol, 0.0).clamp_min(0))
+
+
+@pytest.mark.parametrize("kernel", [Energy(), Energy(exponent=0.5), Energy(exponent=1.5), Gaussian(1.3), Laplace(0.7)],
+                         ids=repr)
+def test_row_sums_equal_the_sums_of_the_evaluated_tile(kernel, gen):
+    """KernelSpec.row_sums_ (the forward of block_sums) is bit for bit the row sums of evaluate_."""
+    t = torch.rand(70, 90, generator=gen) * 5
+    t[:3, :3] = 0.0  # coincident pairs
+    folded = kernel.fold() is not None
+    evaluate = kernel.evaluate_folded_ if folded else kernel.evaluate_
+    assert torch.equal(kernel.row_sums_(t.clone(), folded), evaluate(t.clone())[0].sum(1))

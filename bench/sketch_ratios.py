@@ -5,9 +5,11 @@ naive dense torch, float32, 2 threads; prints a Markdown table of times and rati
 
 Rounds interleave the implementations so host drift hits all of them alike, in an order rotated
 each round (dense torch's gigabyte allocations slow whatever runs right after them); each time is
-the minimum over rounds after one warm-up.
+the minimum over rounds after one warm-up, and the sketch's ratio is also given as the median over
+rounds of the same round's sketch / engine times.
 """
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -47,8 +49,9 @@ def main(argv=None):
     a.add_argument("--only", default="", help="run the cases whose statistic name contains this")
     args = a.parse_args(argv)
     torch.set_num_threads(2)
-    print("| statistic | n = m | d | mode | engine s | sketch s | dense s | engine vs sketch | engine vs dense |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| statistic | n = m | d | mode | engine s | sketch s | dense s | engine vs sketch (minima) "
+          "| (paired median) | engine vs dense |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for stat, n, d, mode in CASES:
         if args.only not in stat:
             continue
@@ -56,7 +59,7 @@ def main(argv=None):
         impls = {"engine": ENGINE[stat], "sketch": SKETCH[stat], "dense": DENSE[stat]}
         if mode == "fwd+bwd":
             impls = {"engine": with_grad(ENGINE[stat]), "dense": with_grad(DENSE[stat])}
-        best = {k: float("inf") for k in impls}
+        times = {k: [] for k in impls}
         names = list(impls)
         for r in range(args.rounds + 1):
             for name in names[r % len(names):] + names[:r % len(names)]:  # rotated: none always follows dense
@@ -64,11 +67,14 @@ def main(argv=None):
                 start = time.perf_counter()
                 f(X, Y)
                 if r:  # round 0 is the warm-up
-                    best[name] = min(best[name], time.perf_counter() - start)
-        e, s, dn = best["engine"], best.get("sketch"), best["dense"]
+                    times[name].append(time.perf_counter() - start)
+        e, s, dn = (min(times[k]) if k in times else None for k in ("engine", "sketch", "dense"))
+        # the median over rounds of sketch / engine in the same round: robust to a slow stretch of the host
+        paired = statistics.median(a / b for a, b in zip(times["sketch"], times["engine"])) if s else None
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         ratio = lambda v, e=e: "-" if v is None else f"{v / e:.2f}x"  # noqa: E731
-        print(f"| {stat} | {n} | {d} | {mode} | {e:.3f} | {fmt(s)} | {dn:.3f} | {ratio(s)} | {ratio(dn)} |",
+        paired = "-" if paired is None else f"{paired:.2f}x"
+        print(f"| {stat} | {n} | {d} | {mode} | {e:.3f} | {fmt(s)} | {dn:.3f} | {ratio(s)} | {paired} | {ratio(dn)} |",
               flush=True)
 
 

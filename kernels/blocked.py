@@ -28,6 +28,7 @@ around it; the plain backward stays the fused first-order sweep.
 """
 from __future__ import annotations
 
+import math
 import bisect
 import itertools
 
@@ -182,10 +183,12 @@ def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, n
             # Pairs below the rounding bound of :func:`_cusp_bound` (per row here) are coincident, t = 0.
             # The masked fill costs more than the matmul (a bool tile, then a masked pass): on the CPU,
             # a tile whose smallest t exceeds the bound (no close pairs) is left as it is (a needless
-            # fill changes nothing).
+            # fill changes nothing). The pairs (i, i) are set to 0 below: inf keeps them out of the check.
             if t.numel() and bound is None:
                 bound = _cusp_bound(L, R, kind, cusp, fold)
-            if t.device.type != "cpu" or diagonal is not None or t.numel() == 0 or float(t.min()) <= bound:
+            if diagonal is not None:
+                t.diagonal(diagonal).fill_(math.inf)
+            if t.device.type != "cpu" or t.numel() == 0 or float(t.min()) <= bound:
                 c = 4 * L.shape[1] * torch.finfo(t.dtype).eps
                 tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()).mul_(c)
                 t.masked_fill_(t <= tol, 0.0)  # (BM, BN) <= (BM, 1); also clamps negatives

@@ -352,6 +352,10 @@ def test_cusp_rule_is_the_same_with_and_without_the_cpu_shortcut(gen):
             for bound in (None, blocked._cusp_bound(torch.cat([L, 3 * L]), R, "distance", True, fold)):
                 got = blocked._t_tile(L, R, "distance", True, None, "l2", fold, bound)
                 assert torch.equal(got, t.masked_fill(t <= tol, 0.0).clamp_min(0))
+                # a tile holding pairs (i, i) at offset 7 (zeroed, and kept out of the shortcut's check)
+                ref = t.masked_fill(t <= tol, 0.0).clamp_min(0)
+                ref.diagonal(7).zero_()
+                assert torch.equal(blocked._t_tile(L, R, "distance", True, 7, "l2", fold, bound), ref)
 
 
 @pytest.mark.parametrize("kernel", [Energy(), Energy(exponent=0.5), Energy(exponent=1.5), Gaussian(1.3), Laplace(0.7)],

@@ -53,6 +53,8 @@ PERM_TILE_MIN = 128
 # Column sums of (rows, B) float32 blocks: float32 over groups of this many rows, float64 across groups
 # (a float64 reduction of every element costs ~10x; a 32-term float32 sum adds ~32 eps relative).
 SUM_GROUP = 32
+# Columns of the permutation product's label block are padded to a multiple of this (16 floats: 64 bytes).
+LABEL_ALIGN = 16
 
 
 def _colsum64(T: Tensor) -> Tensor:
@@ -583,7 +585,11 @@ class PermutationSums:
         return 2 * out
 
     def __call__(self, E: Tensor, tick=None) -> list[tuple[Tensor, Tensor, Tensor]]:
-        V = E.to(device=self.device, dtype=self.dtype).contiguous()
+        # E in zero-padded columns, a multiple of LABEL_ALIGN: the GEMMs' rows then start 64-byte aligned
+        # (at B = 1001 or 4001 columns they ran ~1.5x slower, bench/RESULTS.md); the pad is sliced off below.
+        B = E.shape[1]
+        V = torch.zeros(E.shape[0], -(-B // LABEL_ALIGN) * LABEL_ALIGN, dtype=self.dtype, device=self.device)
+        V[:, :B] = E
         N, f64 = V.shape[0], torch.float64
         first = self.u1 is None
         count = len(self.specs)
@@ -616,8 +622,8 @@ class PermutationSums:
                 tick(V.shape[1])
         finish()
         self.u1 = u1
-        Eu1 = V.to(f64).T @ torch.stack(u1, 1)  # (B, S): e' (U 1) for every spec, one conversion of E
-        return [(2 * q[s], Eu1[:, s] + c[s], 2 * u1[s].sum()) for s in range(count)]
+        Eu1 = V[:, :B].to(f64).T @ torch.stack(u1, 1)  # (B, S): e' (U 1) for every spec, one conversion of E
+        return [(2 * q[s][:B], Eu1[:, s] + c[s][:B], 2 * u1[s].sum()) for s in range(count)]
 
 
 class _KernelOfT(torch.autograd.Function):

@@ -28,9 +28,9 @@ around it; the plain backward stays the fused first-order sweep.
 """
 from __future__ import annotations
 
-import math
 import bisect
 import itertools
+import math
 
 import torch
 from torch import Tensor
@@ -459,15 +459,16 @@ class _BlockSums(torch.autograd.Function):
         D = torch.zeros(p, N, Zaug.shape[1], dtype=gdt, device=Z.device) if need_grad else None
         chunks = _ranges(N, TILE_SYM, bounds)
         block = {i0: bisect.bisect_right(bounds, i0) - 1 for i0, _ in chunks}
-        cusp = _cusp_bound(L, R, kernel.kind, kernel.cusp_at_zero, fold)
+        cusp_bound = _cusp_bound(L, R, kernel.kind, kernel.cusp_at_zero, fold)
         for i0, i1, j0, j1, diag in tiles(chunks):
             bi, bj = block[i0], block[j0]
             # float32 row sums, float64 across them (a float64 sum of the whole tile costs 5x more)
             if need_grad or diag is not None:
-                k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal, fold, cusp)
+                k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal, fold, cusp_bound)
                 total = k.sum(1).sum(dtype=torch.float64)
             else:  # no k tile needed: the kernel's row sums (one pass less for Energy)
-                t = _t_tile(L[i0:i1], R[j0:j1], kernel.kind, kernel.cusp_at_zero, None, kernel.norm, fold, cusp)
+                t = _t_tile(L[i0:i1], R[j0:j1], kernel.kind, kernel.cusp_at_zero, None, kernel.norm, fold,
+                            cusp_bound)
                 total = kernel.row_sums_(t, fold is not None).sum(dtype=torch.float64)
             total = float(total)  # exact: the float64 sums accumulate as Python floats (no tensor ops per tile)
             S[bi][bj] += total
@@ -619,7 +620,7 @@ class PermutationSums:
                 for s, k in enumerate(ks):
                     u1[s][i0:i1] += k.sum(1)
             if tick is not None:
-                tick(V.shape[1])
+                tick(B)
         finish()
         self.u1 = u1
         Eu1 = V[:, :B].to(f64).T @ torch.stack(u1, 1)  # (B, S): e' (U 1) for every spec, one conversion of E

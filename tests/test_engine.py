@@ -348,14 +348,14 @@ def test_cusp_rule_is_the_same_with_and_without_the_cpu_shortcut(gen):
             L, R = blocked._factors(X, Y, "distance", "l2", fold)
             t = L @ R.T
             tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()) * (4 * L.shape[1] * torch.finfo(t.dtype).eps)
+            expected = t.masked_fill(t <= tol, 0.0).clamp_min(0)
+            on_diagonal = expected.clone()  # a tile holding pairs (i, i) at offset 7: zeroed, kept out of the check
+            on_diagonal.diagonal(7).zero_()
             # the tile's own bound, and a sweep's bound over more (larger) rows than the tile's
             for bound in (None, blocked._cusp_bound(torch.cat([L, 3 * L]), R, "distance", True, fold)):
                 got = blocked._t_tile(L, R, "distance", True, None, "l2", fold, bound)
-                assert torch.equal(got, t.masked_fill(t <= tol, 0.0).clamp_min(0))
-                # a tile holding pairs (i, i) at offset 7 (zeroed, and kept out of the shortcut's check)
-                ref = t.masked_fill(t <= tol, 0.0).clamp_min(0)
-                ref.diagonal(7).zero_()
-                assert torch.equal(blocked._t_tile(L, R, "distance", True, 7, "l2", fold, bound), ref)
+                assert torch.equal(got, expected)
+                assert torch.equal(blocked._t_tile(L, R, "distance", True, 7, "l2", fold, bound), on_diagonal)
 
 
 @pytest.mark.parametrize("kernel", [Energy(), Energy(exponent=0.5), Energy(exponent=1.5), Gaussian(1.3), Laplace(0.7)],

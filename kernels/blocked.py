@@ -74,6 +74,10 @@ def dense_tile(N: int) -> int:
 # rounding error), and at such d the differences cost no more than the matmul.
 DIRECT_MAX_D = 3
 
+# Cusp kernels' close pairs: t below NEAR times the expansion's rounding bound (:func:`_near_scale`)
+# comes from direct differences (bench/RESULTS.md, "Close pairs").
+NEAR = 64.0
+
 
 def grad_dtype(Z: Tensor) -> torch.dtype:
     """Accumulation dtype of the gradient products: float64 for float32 data with
@@ -150,21 +154,28 @@ def _dk_unit(kernel: KernelSpec) -> float:
 
 
 def _cusp_bound(L: Tensor, R: Tensor, kind: str, cusp: bool, fold: float | None = None) -> float | None:
-    """A bound on the rounding of every t of L @ R.T where x = y (None where :func:`_t_tile` needs none).
+    """The threshold below which :func:`_t_tile` refines a t of L @ R.T (None where it refines none).
 
-    The expansion |x|^2 + |y|^2 - 2 x.y leaves ~ (d+2) eps (|x|^2 + |y|^2) where x = y, which a sqrt
-    would turn into ~sqrt(eps) |x|. A tile whose smallest t exceeds this bound has no coincident pair.
-    Computed once per sweep from all rows and columns (L[:, -2] holds fold |x|^2 and R[:, -1] |y|^2;
-    cusp kernels fold by f > 0), in Python floats with a margin of 1e-6 for their rounding.
+    The expansion |x|^2 + |y|^2 - 2 x.y leaves t an absolute rounding of up to ~ (d+2) eps (|x|^2 + |y|^2):
+    at x = y a sqrt turns it into ~ sqrt(eps) |x|, and for close pairs it is a large relative error that a
+    cusp kernel's derivative (Energy's t^(b/2 - 1)) multiplies. Pairs whose t is below NEAR times that
+    bound are recomputed from the points (:func:`_near_scale`); a tile whose smallest t exceeds the
+    threshold has none. Computed once per sweep from all rows and columns (L[:, -2] holds fold |x|^2
+    and R[:, -1] |y|^2; cusp kernels fold by f > 0), in Python floats with a margin of 1e-6 for their rounding.
     """
     if not (cusp and kind == "distance" and L.shape[1] > DIRECT_MAX_D) or L.numel() == 0 or R.numel() == 0:
         return None
-    c = 4 * L.shape[1] * torch.finfo(L.dtype).eps
-    return (float(L[:, -2].max()) + (fold or 1.0) * float(R[:, -1].max())) * c * (1 + 1e-6)
+    return (float(L[:, -2].max()) + (fold or 1.0) * float(R[:, -1].max())) * _near_scale(L) * (1 + 1e-6)
+
+
+def _near_scale(L: Tensor) -> float:
+    """NEAR * 4 (d + 2) eps: times |x|^2 + |y|^2, the t below which a cusp kernel's pair is refined."""
+    return NEAR * 4 * L.shape[1] * torch.finfo(L.dtype).eps
 
 
 def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, norm: str = "l2",
-            fold: float | None = None, bound: float | None = None) -> Tensor:
+            fold: float | None = None, bound: float | None = None,
+            points: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """The tile of t (|x - y|^2, |x - y|_1^2 or <x, y>) for the factors L, R of :func:`_factors`.
 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself,
@@ -172,28 +183,29 @@ def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, n
     exactly t = 0 (kernels with a sqrt of t). With a ``fold`` (the factors'
     scale) the tile is fold * t; a negative fold leaves the clamp at 0 to the
     kernel's folded evaluation. ``bound``: :func:`_cusp_bound` of the whole factors (else the tile's).
+    ``points``: the tile's rows of the points the factors came from (centred, in their dtype), which
+    cusp kernels' close pairs are refined from where the tiles are matmuls.
     """
     if kind == "distance" and norm == "l1":  # raw points: (sum_c |x_c - y_c|)^2, exact 0 at x = y
         t = torch.cdist(L, R, p=1).square_()
     elif kind == "distance" and L.shape[1] <= DIRECT_MAX_D:  # raw points: sum_c (x_c - y_c)^2
-        t = (L[:, :1] - R[:, 0]).square_()  # (BM, 1) - (BN,) -> (BM, BN)
-        for c in range(1, L.shape[1]):
-            t.add_((L[:, c:c + 1] - R[:, c]).square_())
+        t = _direct_t(L, R)
     else:
         t = L @ R.T  # (BM, d+2) @ (d+2, BN) -> (BM, BN)
         if kind == "distance" and cusp:
-            # Pairs below the rounding bound of :func:`_cusp_bound` (per row here) are coincident, t = 0.
-            # The masked fill costs more than the matmul (a bool tile, then a masked pass): on the CPU,
-            # a tile whose smallest t exceeds the bound (no close pairs) is left as it is (a needless
-            # fill changes nothing). The pairs (i, i) are set to 0 below: inf keeps them out of the check.
+            # Close pairs (t below :func:`_cusp_bound`'s threshold, per row here) get t from direct
+            # differences of the ``points``: exact where x = y (t = 0, the cusp's convention), accurate
+            # where they are close. The check costs more than the matmul (a bool tile, then a pass): on
+            # the CPU a tile whose smallest t exceeds the bound (no close pairs) is left as it is.
+            # The pairs (i, i) are set to 0 below: inf keeps them out of the check.
             if t.numel() and bound is None:
                 bound = _cusp_bound(L, R, kind, cusp, fold)
             if diagonal is not None:
                 t.diagonal(diagonal).fill_(math.inf)
             if t.device.type != "cpu" or t.numel() == 0 or float(t.min()) <= bound:
-                c = 4 * L.shape[1] * torch.finfo(t.dtype).eps
-                tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()).mul_(c)
-                t.masked_fill_(t <= tol, 0.0)  # (BM, BN) <= (BM, 1); also clamps negatives
+                tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()).mul_(_near_scale(L))
+                assert points is not None, "a cusp kernel's matmul tiles need the points to refine from"
+                _refine_(t, t <= tol, *points, fold)  # (BM, BN) <= (BM, 1); also every negative t
         elif kind == "distance" and (fold is None or fold > 0):
             t.clamp_min_(0)
     # (direct differences and L1 distances are >= 0 as computed)
@@ -202,14 +214,39 @@ def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, n
     return t
 
 
+def _direct_t(X: Tensor, Y: Tensor) -> Tensor:
+    """The tile sum_c (x_c - y_c)^2 of the points X (BM, d), Y (BN, d), one coordinate at a time."""
+    t = (X[:, :1] - Y[:, 0]).square_()  # (BM, 1) - (BN,) -> (BM, BN)
+    for c in range(1, X.shape[1]):
+        t.add_((X[:, c:c + 1] - Y[:, c]).square_())
+    return t
+
+
+def _refine_(t: Tensor, near: Tensor, X: Tensor, Y: Tensor, fold: float | None) -> None:
+    """t[near] = fold * |x_i - y_j|^2 from the points X (BM, d), Y (BN, d), in place.
+
+    A few pairs are gathered; where many are close (clustered data), the whole tile of
+    differences costs less than the gather.
+    """
+    count = int(near.sum())
+    if count == 0:
+        return
+    if count * X.shape[1] > t.numel():
+        t.copy_(torch.where(near, _direct_t(X, Y).mul_(fold or 1.0), t))
+        return
+    i, j = near.nonzero(as_tuple=True)
+    t[i, j] = (X[i] - Y[j]).square_().sum(1).mul_(fold or 1.0)
+
+
 def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: int | None,
-          exclude: bool = True, fold: float | None = None, bound: float | None = None):
+          exclude: bool = True, fold: float | None = None, bound: float | None = None,
+          points: tuple[Tensor, Tensor] | None = None):
     """k and dk/dt / _dk_unit(kernel) on the tile L @ R.T (factors folded by ``fold``, see :func:`_fold_of`).
 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself:
-    they are zeroed (``exclude``) or get a distance of exactly 0. ``bound``: see :func:`_t_tile`.
+    they are zeroed (``exclude``) or get a distance of exactly 0. ``bound``, ``points``: see :func:`_t_tile`.
     """
-    t = _t_tile(L, R, kernel.kind, kernel.cusp_at_zero, diagonal, kernel.norm, fold, bound)
+    t = _t_tile(L, R, kernel.kind, kernel.cusp_at_zero, diagonal, kernel.norm, fold, bound, points)
     scaled = derivative and kernel.derivative_scale() is not None
     evaluate = kernel.evaluate_ if fold is None else kernel.evaluate_folded_
     k, dk = evaluate(t, derivative and not scaled)
@@ -262,7 +299,8 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
     for i0, i1, j0, j1, diag in tiles(rows, None if sym else _ranges(m, TILE_COLS)):
         if same and i0 < j1 and j0 < i1:
             diag = i0 - j0
-        k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal, fold, bound)
+        k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal, fold, bound,
+                      (X[i0:i1], (X if sym else Y)[j0:j1]))
         kv = None if V is None and VT is None else k.to((V if V is not None else VT).dtype)
         if deriv:
             dk = dk.to((W if W is not None else WT).dtype)
@@ -432,7 +470,8 @@ def kernel_matmuls(X: Tensor, Y: Tensor | None, V: Tensor, kernels: tuple[Kernel
     for i0, i1, j0, j1, diag in tiles(rows, None if sym else _ranges(m, TILE_COLS)):
         if not sym and exclude_diagonal and i0 < j1 and j0 < i1:
             diag = i0 - j0
-        t = _t_tile(L[i0:i1], R[j0:j1], first.kind, cusp, diag, first.norm, bound=bound)
+        t = _t_tile(L[i0:i1], R[j0:j1], first.kind, cusp, diag, first.norm, bound=bound,
+                    points=(Xc[i0:i1], (Xc if sym else Yc)[j0:j1]))
         for s, kernel in enumerate(kernels):
             k = kernel.evaluate_(t if s == len(kernels) - 1 else t.clone())[0].to(Vc.dtype)
             if diag is not None and exclude_diagonal:
@@ -464,11 +503,12 @@ class _BlockSums(torch.autograd.Function):
             bi, bj = block[i0], block[j0]
             # float32 row sums, float64 across them (a float64 sum of the whole tile costs 5x more)
             if need_grad or diag is not None:
-                k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal, fold, cusp_bound)
+                k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal, fold, cusp_bound,
+                              (Zc[i0:i1], Zc[j0:j1]))
                 total = k.sum(1).sum(dtype=torch.float64)
             else:  # no k tile needed: the kernel's row sums (one pass less for Energy)
                 t = _t_tile(L[i0:i1], R[j0:j1], kernel.kind, kernel.cusp_at_zero, None, kernel.norm, fold,
-                            cusp_bound)
+                            cusp_bound, (Zc[i0:i1], Zc[j0:j1]))
                 total = kernel.row_sums_(t, fold is not None).sum(dtype=torch.float64)
             total = float(total)  # exact: the float64 sums accumulate as Python floats (no tensor ops per tile)
             S[bi][bj] += total
@@ -554,10 +594,11 @@ class PermutationSums:
         self.method = "dense" if len(specs) * upper * item <= memory_budget else "streamed"
         self.rows = dense_rows if self.method == "dense" else _ranges(N, PERM_TILE_STREAM)
         self.tiles = len(self.rows) * (len(self.rows) + 1) // 2
-        self.factors = {}
+        self.factors, self.points = {}, {}
         for norm, idx in self.groups.items():
             Zc, _ = _centre(Z, None, specs[idx[0]])
             self.factors[norm] = _factors(Zc, Zc, self.kind, norm)
+            self.points[norm] = Zc
         self.bounds = {norm: _cusp_bound(*self.factors[norm], self.kind, any(specs[i].cusp_at_zero for i in idx))
                        for norm, idx in self.groups.items()}
         self.u1 = None  # U 1 per spec, from the first call
@@ -570,7 +611,9 @@ class PermutationSums:
             for norm, idx in self.groups.items():
                 L, R = self.factors[norm]
                 cusp = any(self.specs[i].cusp_at_zero for i in idx)
-                t = _t_tile(L[i0:i1], R[j0:j1], self.kind, cusp, diag, norm, bound=self.bounds[norm])
+                Z = self.points[norm]
+                t = _t_tile(L[i0:i1], R[j0:j1], self.kind, cusp, diag, norm, bound=self.bounds[norm],
+                            points=(Z[i0:i1], Z[j0:j1]))
                 for i in idx:
                     ks[i] = self.specs[i].evaluate_(t if i == idx[-1] else t.clone())[0]
             if diag is not None:

@@ -85,6 +85,7 @@ _LOG2E = math.log2(math.e)
 _LN2 = tl.constexpr(math.log(2.0))
 
 _EPS32 = tl.constexpr(2.0 ** -23)  # float32 machine epsilon (the cusp tolerance of _pair_t)
+_NEAR = tl.constexpr(blocked.NEAR)  # close pairs below NEAR times that tolerance are refined
 _FLT_MIN = tl.constexpr(2.0 ** -126)  # smallest normal float32 (_pow splits normal numbers)
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -391,7 +392,8 @@ def _pair_t(X, Y, xn, yn, offs_m, offs_n, m_mask, n_mask, d, stride_xm, stride_x
     DIRECT > 0 (d = DIRECT <= DIRECT_MAX_D): t = sum_c (x_c - y_c)^2 from the raw coordinates, the
     DIRECT coordinates unrolled (2 d lane-ops per pair, no padding of d). DIRECT == 0:
     t = |x|^2 + |y|^2 - 2 x.y, clamped at 0; with CUSP (a kernel with a sqrt of t) pairs with
-    t <= 4 (d + 2) eps32 (|x|^2 + |y|^2), the expansion's rounding where x = y, get t = 0.
+    t <= NEAR 4 (d + 2) eps32 (|x|^2 + |y|^2), NEAR times the expansion's rounding where x = y, get t
+    from direct differences (blocked._t_tile's rule): 0 where x = y, accurate where x, y are close.
     DIAG == 1 (one sample with itself, diagonal kept): t_ii = 0 exactly.
     """
     if DIRECT > 0:
@@ -417,7 +419,15 @@ def _pair_t(X, Y, xn, yn, offs_m, offs_n, m_mask, n_mask, d, stride_xm, stride_x
             norms = xn[:, None] + yn[None, :]
             t = norms - 2.0 * s
             if CUSP:  # the rule of blocked._t_tile, per pair (|y_j|^2 <= max_j |y_j|^2: tighter, still sound)
-                t = tl.where(t <= (4.0 * (d + 2) * _EPS32) * norms, 0.0, t)
+                near = t <= (_NEAR * 4.0 * (d + 2) * _EPS32) * norms
+                if tl.max(near.to(tl.int32)) > 0:  # a tile with close pairs: their t from the coordinates
+                    direct = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+                    for c in range(0, d):
+                        x_c = tl.load(X + offs_m * stride_xm + c * stride_xd, mask=m_mask, other=0.0).to(tl.float32)
+                        y_c = tl.load(Y + offs_n * stride_ym + c * stride_yd, mask=n_mask, other=0.0).to(tl.float32)
+                        diff = x_c[:, None] - y_c[None, :]
+                        direct += diff * diff
+                    t = tl.where(near, direct, t)
             else:
                 t = tl.maximum(t, 0.0)
     if not DOT:

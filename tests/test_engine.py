@@ -339,23 +339,51 @@ def test_underflowing_values_on_folded_tiles_float64(kernel, tol, gen):
 
 
 def test_cusp_rule_is_the_same_with_and_without_the_cpu_shortcut(gen):
-    """_t_tile skips the masked fill on CPU tiles with no pair below the coincidence bound; with or
-    without close and coincident pairs, the tile equals the rule applied to every pair."""
+    """_t_tile skips the close-pair check on CPU tiles with no pair below the threshold; with or
+    without close and coincident pairs, the tile equals the rule applied to every pair: the
+    expansion, except t from direct differences where it is below NEAR times its rounding bound."""
     X = torch.randn(50, 9, generator=gen)
     for Y in (torch.randn(60, 9, generator=gen) + 2.0,        # no close pairs: the shortcut
               torch.cat([X[:7], X[7:20] + 1e-4, torch.randn(40, 9, generator=gen)])):  # coincident and close
         for fold in (None, 0.37):  # the factors of an unfolded kernel, and of one folding its scale
             L, R = blocked._factors(X, Y, "distance", "l2", fold)
             t = L @ R.T
-            tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()) * (4 * L.shape[1] * torch.finfo(t.dtype).eps)
-            expected = t.masked_fill(t <= tol, 0.0).clamp_min(0)
-            on_diagonal = expected.clone()  # a tile holding pairs (i, i) at offset 7: zeroed, kept out of the check
-            on_diagonal.diagonal(7).zero_()
+            tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()) * blocked._near_scale(L)
+            direct = ((X[:, None, :] - Y[None, :, :]) ** 2).sum(2) * (fold or 1.0)
+            expected = torch.where(t <= tol, direct, t)
+            pairs = torch.zeros(50, 60, dtype=torch.bool)
+            pairs.diagonal(7).fill_(True)
+            on_diagonal = torch.where((t <= tol) & ~pairs, direct, t)
+            on_diagonal.diagonal(7).zero_()  # a tile holding pairs (i, i) at offset 7: zeroed, kept out of the check
             # the tile's own bound, and a sweep's bound over more (larger) rows than the tile's
             for bound in (None, blocked._cusp_bound(torch.cat([L, 3 * L]), R, "distance", True, fold)):
-                got = blocked._t_tile(L, R, "distance", True, None, "l2", fold, bound)
-                assert torch.equal(got, expected)
-                assert torch.equal(blocked._t_tile(L, R, "distance", True, 7, "l2", fold, bound), on_diagonal)
+                got = blocked._t_tile(L, R, "distance", True, None, "l2", fold, bound, (X, Y))
+                torch.testing.assert_close(got, expected, rtol=4 * 2 ** -24, atol=0)  # the sum's order
+                got = blocked._t_tile(L, R, "distance", True, 7, "l2", fold, bound, (X, Y))
+                torch.testing.assert_close(got, on_diagonal, rtol=4 * 2 ** -24, atol=0)
+            if Y.shape[0] != 60:
+                assert (expected[:7, :7].diagonal() == 0).all()  # coincident: exactly 0
+                assert (t <= tol)[7:20, 7:20].diagonal().all()   # close: refined
+
+
+def test_close_pairs_of_a_cusp_kernel_keep_their_distance_and_gradient(gen):
+    """Points 1e-4 apart at d = 16 in float32: the expansion's t is all rounding there (its bound
+    ~1e-5 |x|^2 against t ~ 1e-7); close pairs come from direct differences, so Energy(0.5)'s
+    value and its gradient, whose derivative t^(-3/4) weights these pairs most, follow float64.
+    Measured: value 8e-7 (dense float32: 7e-7), gradient 1e-3, which is the float32 rounding of the
+    centring and of x_i sum_j k'_ij - sum_j k'_ij y_j at |x - y| ~ 1e-4 |x|; before the
+    refinement close pairs got t = 0: value 1e-2, gradient 1.0 (all of it lost)."""
+    X = torch.randn(40, 16, generator=gen) * 0.3 + 0.2
+    Y = torch.cat([X[:20] + 1e-4 * torch.randn(20, 16, generator=gen), torch.randn(30, 16, generator=gen) * 0.3])
+    V = torch.randn(50, 1, generator=gen, dtype=torch.float64).float()
+    kernel = Energy(exponent=0.5)
+    Xg = X.clone().requires_grad_()
+    out = kernel_matmul(Xg, Y, V, kernel)
+    (gx,) = torch.autograd.grad(out.sum(), Xg)
+    X64 = X.double().requires_grad_()
+    ref = kernel_matrix(X64, Y.double(), kernel) @ V.double()
+    (rx,) = torch.autograd.grad(ref.sum(), X64)
+    assert rel_err(out.detach(), ref.detach()) <= 2.5e-6 and rel_err(gx, rx) <= 3e-3
 
 
 @pytest.mark.parametrize("kernel", [Energy(), Energy(exponent=0.5), Energy(exponent=1.5), Gaussian(1.3), Laplace(0.7)],

@@ -336,10 +336,19 @@ def test_interpolation_weight_is_per_sample():
 @pytest.mark.parametrize("loss", ["mmd-gan", "energy-gan"])
 def test_gradient_penalty_through_mmdkit_matches_dense_float64_autograd(loss, gen):
     """The losses' penalty (the witness on critic features, differentiated twice by mmdkit's
-    engine) and its gradient w.r.t. the critic equal dense float64 autograd of the plain formula."""
+    engine) and its gradient w.r.t. the critic equal dense float64 autograd of the plain formula.
+
+    The energy loss's second derivatives (t^(b/2 - 2) at b = 0.5) come from the engine's sums
+    z_i sum_j w_ij - sum_j w_ij z_j, whose rounding grows like eps |h|^2 / t at the closest pairs
+    of critic features: over 200 critic initialisations the relative error of the gradient had
+    median 2.4e-12, maximum 2.5e-10. So the critic is seeded (an unseeded one, drawn from the
+    global RNG's state after the other tests, once failed a bound of 1e-10 in CI at 1.16e-10);
+    for this one it measured 6.3e-13 (energy) and 2.3e-15 (mmd)."""
     real = torch.randn(30, 2, generator=gen, dtype=torch.float64)
     fake = torch.randn(25, 2, generator=gen, dtype=torch.float64) + 0.5
-    C = Critic(out_dim=4).double()
+    with torch.random.fork_rng():  # the critic's initialisation, without touching the global seed
+        torch.manual_seed(0)
+        C = Critic(out_dim=4).double()
     L_ = L.get_loss(loss)
     kernel = L_.kernel() if loss == "mmd-gan" else Energy(exponent=L_.exponent)
     gp = GradientPenalty(1.0)
@@ -357,7 +366,7 @@ def test_gradient_penalty_through_mmdkit_matches_dense_float64_autograd(loss, ge
         grads.append(torch.cat([p.grad.flatten() for p in C.parameters()]))
     torch.testing.assert_close(values[0], values[1], rtol=1e-10, atol=0)
     assert float(grads[1].norm()) > 0
-    assert float((grads[0] - grads[1]).norm() / grads[1].norm()) <= 1e-10
+    assert float((grads[0] - grads[1]).norm() / grads[1].norm()) <= {"mmd-gan": 1e-14, "energy-gan": 2e-12}[loss]
 
 
 def test_weight_clip_and_instance_noise(gen):

@@ -48,12 +48,14 @@ def gradient_errors(seeds):
         a = torch.rand(256, 1, generator=gen, dtype=torch.float64)
         with torch.no_grad():
             hx, hf, hr = C(a * real + (1 - a) * fake), C(fake), C(real)
+        def dense(x, fake, real):  # the witness of (fake, real) at x, plain autograd in x's dtype
+            return kernel_matrix(x, fake, kernel, upcast=False).mean(1) - kernel_matrix(x, real, kernel,
+                                                                                        upcast=False).mean(1)
+
         x = hx.clone().requires_grad_()
-        (ref,) = torch.autograd.grad((kernel_matrix(x, hf, kernel).mean(1) - kernel_matrix(x, hr, kernel).mean(1)).sum(), x)
+        (ref,) = torch.autograd.grad(dense(x, hf, hr).sum(), x)
         x = hx.float().requires_grad_()
-        dense = kernel_matrix(x, hf.float(), kernel, upcast=False).mean(1) - kernel_matrix(x, hr.float(), kernel,
-                                                                                         upcast=False).mean(1)
-        (g,) = torch.autograd.grad(dense.sum(), x)
+        (g,) = torch.autograd.grad(dense(x, hf.float(), hr.float()).sum(), x)
         errors["dense float32 autograd"].append(float((g.double() - ref).norm() / ref.norm()))
         for rule in RULES:
             use(rule)

@@ -99,7 +99,7 @@ def main(argv=None):
             q = statistics.quantiles(e, n=10)
             print(f"| {rule} | {statistics.median(e):.1e} | {q[-1]:.1e} | {max(e):.1e} |")
         print()
-        print("| call: time / time at NEAR = 64 | t = 0 (before) | NEAR = 64 | NEAR = 4096 | NEAR = 64 |")
+        print("| call: time / time at NEAR = 64 | t = 0 (before) | NEAR = 64 | NEAR = 4096 | s at NEAR = 64 |")
         print("|---|---|---|---|---|")
         costs(args.rounds)
     finally:

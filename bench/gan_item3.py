@@ -44,6 +44,10 @@ DESIGNS: dict[str, dict] = {
     "cramer-gan-7600": {"loss": "cramer-gan", "steps": 7600, "settings": {}, "packing": 1, "batch_size": None},
     "cramer-gan-pack2-7600": {"loss": "cramer-gan", "steps": 7600, "settings": {}, "packing": 2,
                               "batch_size": None},
+    # the same design on the engine whose close pairs of critic features keep their distance (f7cc0ef);
+    # the cramer-gan-7600 runs set t = 0 below the expansion's rounding bound, losing those pairs' gradients
+    "cramer-gan-7600-near": {"loss": "cramer-gan", "steps": 7600, "settings": {}, "packing": 1, "batch_size": None,
+                             "engine": "close pairs refined"},
     "energy-gan-12700": {"loss": "energy-gan", "steps": 12700, "settings": {}, "packing": 1, "batch_size": None},
     "energy-gan-9800": {"loss": "energy-gan", "steps": 9800, "settings": {}, "packing": 1, "batch_size": None},
     "mmd-gan-7400": {"loss": "mmd-gan", "steps": 7400, "settings": {}, "packing": 1, "batch_size": None},

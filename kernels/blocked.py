@@ -5,6 +5,9 @@ factors, ``[-2x, |x|^2, 1] . [y, 1, |y|^2] = |x - y|^2``, on data centred at
 the pooled mean (distance kernels are translation invariant and float32 loses
 every digit far from the origin otherwise); the kernel is applied to the tile
 in place and the tile is reduced at once. Tiles are sized so one fits in L2.
+Kernels with a cusp at 0 (Energy, Laplace) take the t of close pairs, below
+``NEAR`` times the expansion's rounding, from direct differences instead:
+exactly 0 where x = y, accurate where the points are close.
 
 Every loop over tiles is :func:`tiles` (the upper tiles of one sample with
 itself, or all tiles of two samples). Three primitives run on it:

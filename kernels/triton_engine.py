@@ -10,8 +10,9 @@ kernel matrix is never written, forward or backward.
 
 The numerics are the torch engine's, so the same error budgets hold on both
 backends: direct differences ``sum_c (x_c - y_c)^2`` for d <= DIRECT_MAX_D
-(one threshold, imported from :mod:`mmdkit.kernels.blocked`), t = 0 exactly
-for coincident points of kernels with a cusp at 0, and gradient sums from
+(one threshold, imported from :mod:`mmdkit.kernels.blocked`), t from direct
+differences for close and coincident points of kernels with a cusp at 0 (exactly
+0 where x = y; ``blocked.NEAR``), and gradient sums from
 direct differences where ``blocked.grad_dtype`` widens (d <= 3). Second
 derivatives (a backward with ``create_graph=True``) run on the torch engine.
 
@@ -779,10 +780,14 @@ def kernel_matmul(X: Tensor, Y: Tensor | None, V: Tensor, kernel: KernelSpec,
     differences ``sum_c (x_c - y_c)^2`` of the inputs for
     d <= ``blocked.DIRECT_MAX_D``; above it from ``|x|^2 + |y|^2 - 2 x.y`` on
     data centred at the pooled mean, clamped at 0, accumulated in fp32, and
-    for kernels with a cusp at 0 (Laplace, Energy) pairs within that
-    expansion's rounding (``t <= 4 (d + 2) eps32 (|x|^2 + |y|^2)``) get t = 0
-    exactly, so coincident points give k(0) and a zero gradient (the rule uses
-    the float32 epsilon also under "tf32", whose rounding is larger). Where
+    for kernels with a cusp at 0 (Laplace, Energy) pairs within ``blocked.NEAR``
+    times that expansion's rounding (``t <= NEAR 4 (d + 2) eps32 (|x|^2 + |y|^2)``)
+    get t from direct differences of their coordinates: exactly 0 where x = y, so
+    coincident points give k(0) and a zero gradient, and accurate where they are
+    close (the rule uses the float32 epsilon also under "tf32", whose rounding is
+    larger). For such close pairs the gradient's error exceeds the budget: the
+    sums ``x_i sum_j c_ij - sum_j c_ij y_j`` keep a rounding of ~eps |x| / |x - y|
+    (bench/RESULTS.md, "Close pairs"). Where
     ``blocked.grad_dtype`` widens to float64 (d <= 3) the gradient sums
     ``sum_j c_ij (x_i - y_j)`` are taken from direct differences per tile
     instead of ``x_i sum_j c_ij - sum_j c_ij y_j``, which cancels. Cost

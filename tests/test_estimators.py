@@ -282,8 +282,8 @@ def test_energy_distance_float32_n2000_d16(centre):
 # For d > 2 the engine's norm expansion leaves ~eps |x|^2 of rounding in t where
 # x = y, which sqrt would turn into ~sqrt(eps) |x| per coincident pair (before the
 # fix: 1.8e-4 and 9.5e-4 relative error on this bootstrap resample in float32 for
-# Energy and Laplace at d = 16). Kernels with a cusp at 0 now zero t below the
-# rounding bound; these cases guard that.
+# Energy and Laplace at d = 16). Kernels with a cusp at 0 now take t from direct
+# differences below NEAR times the rounding bound (exactly 0 at x = y); these cases guard that.
 
 
 @pytest.mark.parametrize("kernel, d", [

@@ -420,7 +420,9 @@ def _pair_t(X, Y, xn, yn, offs_m, offs_n, m_mask, n_mask, d, stride_xm, stride_x
             norms = xn[:, None] + yn[None, :]
             t = norms - 2.0 * s
             if CUSP:  # the rule of blocked._t_tile, per pair (|y_j|^2 <= max_j |y_j|^2: tighter, still sound)
-                near = t <= (_NEAR * 4.0 * (d + 2) * _EPS32) * norms
+                near = (t <= (_NEAR * 4.0 * (d + 2) * _EPS32) * norms) & m_mask[:, None] & n_mask[None, :]
+                if DIAG == 1:  # the pairs (i, i) get t = 0 below: not a reason to take the branch
+                    near = near & (offs_m[:, None] != offs_n[None, :])
                 if tl.max(near.to(tl.int32)) > 0:  # a tile with close pairs: their t from the coordinates
                     direct = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
                     for c in range(0, d):

@@ -366,17 +366,18 @@ def test_cusp_rule_is_the_same_with_and_without_the_cpu_shortcut(gen):
                 assert (t <= tol)[7:20, 7:20].diagonal().all()   # close: refined
 
 
-def test_close_pairs_of_a_cusp_kernel_keep_their_distance_and_gradient(gen):
+@pytest.mark.parametrize("kernel", [Energy(exponent=0.5), Laplace(bandwidth=0.5)], ids=["energy", "laplace"])
+def test_close_pairs_of_a_cusp_kernel_keep_their_distance_and_gradient(kernel, gen):
     """Points 1e-4 apart at d = 16 in float32: the expansion's t is all rounding there (its bound
     ~1e-5 |x|^2 against t ~ 1e-7); close pairs come from direct differences, so Energy(0.5)'s
     value and its gradient, whose derivative t^(-3/4) weights these pairs most, follow float64.
-    Measured: value 8e-7 (dense float32: 7e-7), gradient 1e-3, which is the float32 rounding of the
-    centring and of x_i sum_j k'_ij - sum_j k'_ij y_j at |x - y| ~ 1e-4 |x|; before the
-    refinement close pairs got t = 0: value 1e-2, gradient 1.0 (all of it lost)."""
+    Measured (Energy(0.5)): value 8e-7 (dense float32: 7e-7), gradient 1e-3, which is the float32
+    rounding of the centring and of x_i sum_j k'_ij - sum_j k'_ij y_j at |x - y| ~ 1e-4 |x|; before
+    the refinement close pairs got t = 0: value 1e-2, gradient 1.0 (all of it lost). Laplace(0.5),
+    whose scale is folded into the factors: value 9e-8, gradient 7e-4."""
     X = torch.randn(40, 16, generator=gen) * 0.3 + 0.2
     Y = torch.cat([X[:20] + 1e-4 * torch.randn(20, 16, generator=gen), torch.randn(30, 16, generator=gen) * 0.3])
     V = torch.randn(50, 1, generator=gen, dtype=torch.float64).float()
-    kernel = Energy(exponent=0.5)
     Xg = X.clone().requires_grad_()
     out = kernel_matmul(Xg, Y, V, kernel)
     (gx,) = torch.autograd.grad(out.sum(), Xg)
@@ -384,6 +385,36 @@ def test_close_pairs_of_a_cusp_kernel_keep_their_distance_and_gradient(gen):
     ref = kernel_matrix(X64, Y.double(), kernel) @ V.double()
     (rx,) = torch.autograd.grad(ref.sum(), X64)
     assert rel_err(out.detach(), ref.detach()) <= 2.5e-6 and rel_err(gx, rx) <= 3e-3
+
+
+@pytest.mark.parametrize("kernel, value_tol, grad_tol", [(Energy(exponent=0.5), 4e-7, 4e-3),
+                                                         (Laplace(bandwidth=1e-3), 4e-5, 3e-3)], ids=["energy", "laplace"])
+def test_clustered_close_pairs_take_the_tile_of_differences(kernel, value_tol, grad_tol, monkeypatch):
+    """Two tight clusters (spread 1e-4) at d = 16: most pairs of a tile are close, so _refine_ takes
+    the whole tile of differences (checked) instead of gathering pairs; Laplace folds its scale into
+    the factors, so the refined t must carry the fold too. Measured: Energy(0.5) value 1.2e-7,
+    gradient 1.2e-3; Laplace(1e-3) 1.3e-5, 9.1e-4 (with the fold dropped: 0.71 and 2.5e3)."""
+    paths = []
+    refine = blocked._refine_
+
+    def spy(t, near, X, Y, fold):
+        paths.append(int(near.sum()) * X.shape[1] > t.numel())
+        refine(t, near, X, Y, fold)
+
+    monkeypatch.setattr(blocked, "_refine_", spy)
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(1, 16, generator=g)
+    X = torch.cat([c, -c]).repeat(20, 1) + 1e-4 * torch.randn(40, 16, generator=g)
+    Y = torch.cat([c, -c]).repeat(15, 1) + 1e-4 * torch.randn(30, 16, generator=g)
+    V = torch.randn(30, 1, generator=g)
+    Xg = X.clone().requires_grad_()
+    out = kernel_matmul(Xg, Y, V, kernel)
+    (gx,) = torch.autograd.grad(out.sum(), Xg)
+    X64 = X.double().requires_grad_()
+    ref = kernel_matrix(X64, Y.double(), kernel) @ V.double()
+    (rx,) = torch.autograd.grad(ref.sum(), X64)
+    assert paths and all(paths)  # every refined tile took the tile of differences
+    assert rel_err(out.detach(), ref.detach()) <= value_tol and rel_err(gx, rx) <= grad_tol
 
 
 @pytest.mark.parametrize("kernel", [Energy(), Energy(exponent=0.5), Energy(exponent=1.5), Gaussian(1.3), Laplace(0.7)],

@@ -387,8 +387,9 @@ def test_close_pairs_of_a_cusp_kernel_keep_their_distance_and_gradient(kernel, g
     assert rel_err(out.detach(), ref.detach()) <= 2.5e-6 and rel_err(gx, rx) <= 3e-3
 
 
-@pytest.mark.parametrize("kernel, value_tol, grad_tol", [(Energy(exponent=0.5), 4e-7, 4e-3),
-                                                         (Laplace(bandwidth=1e-3), 4e-5, 3e-3)], ids=["energy", "laplace"])
+@pytest.mark.parametrize("kernel, value_tol, grad_tol",
+                         [(Energy(exponent=0.5), 4e-7, 4e-3), (Laplace(bandwidth=1e-3), 4e-5, 3e-3)],
+                         ids=["energy", "laplace"])
 def test_clustered_close_pairs_take_the_tile_of_differences(kernel, value_tol, grad_tol, monkeypatch):
     """Two tight clusters (spread 1e-4) at d = 16: most pairs of a tile are close, so _refine_ takes
     the whole tile of differences (checked) instead of gathering pairs; Laplace folds its scale into

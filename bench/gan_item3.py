@@ -48,6 +48,8 @@ DESIGNS: dict[str, dict] = {
     # the cramer-gan-7600 runs set t = 0 below the expansion's rounding bound, losing those pairs' gradients
     "cramer-gan-7600-near": {"loss": "cramer-gan", "steps": 7600, "settings": {}, "packing": 1, "batch_size": None,
                              "engine": "close pairs refined"},
+    "cramer-gan-b1-7600": {"loss": "cramer-gan", "steps": 7600, "settings": {"exponent": 1.0}, "packing": 1,
+                           "batch_size": None, "engine": "close pairs refined"},
     "energy-gan-12700": {"loss": "energy-gan", "steps": 12700, "settings": {}, "packing": 1, "batch_size": None},
     "energy-gan-9800": {"loss": "energy-gan", "steps": 9800, "settings": {}, "packing": 1, "batch_size": None},
     "mmd-gan-7400": {"loss": "mmd-gan", "steps": 7400, "settings": {}, "packing": 1, "batch_size": None},

@@ -12,7 +12,7 @@ from mmdkit.kernels.specs import (  # noqa: E402
     check_positive, derivative,
 )
 from mmdkit.kernels.blocked import (  # noqa: E402
-    PermutationSums, block_sums, compute_dtype, kernel_matmul, kernel_matmuls, paired_values,
+    PermutationSums, block_sums, compute_dtype, kernel_matmul, kernel_matmuls, label_block, paired_values,
 )
 from mmdkit.kernels.backends import (  # noqa: E402
     BACKENDS, PRECISIONS, Backend, TorchBackend, TritonBackend, get_backend,
@@ -21,6 +21,5 @@ from mmdkit.kernels.ring import Layout, RingBackend  # noqa: E402
 
 __all__ = ["KERNELS", "IMQ", "Derivative", "Energy", "Gaussian", "KernelSpec", "Laplace", "Mixture",
            "Polynomial", "RationalQuadratic", "check_positive", "derivative", "PermutationSums", "block_sums",
-           "compute_dtype",
-           "kernel_matmul", "kernel_matmuls", "paired_values", "BACKENDS", "PRECISIONS", "Backend", "TorchBackend",
-           "TritonBackend", "get_backend", "Layout", "RingBackend"]
+           "compute_dtype", "kernel_matmul", "kernel_matmuls", "label_block", "paired_values", "BACKENDS",
+           "PRECISIONS", "Backend", "TorchBackend", "TritonBackend", "get_backend", "Layout", "RingBackend"]

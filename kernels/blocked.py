@@ -41,7 +41,7 @@ from torch import Tensor
 from mmdkit.kernels.specs import KernelSpec, derivative
 
 __all__ = ["kernel_matmul", "kernel_matmuls", "block_sums", "PermutationSums", "paired_values", "tiles",
-           "TILE_ROWS", "TILE_COLS", "TILE_SYM"]
+           "label_block", "TILE_ROWS", "TILE_COLS", "TILE_SYM"]
 
 # Tile shapes measured on a 2-core Xeon (2 MiB L2 per core): a 512 x 1024 fp32
 # tile (2 MiB) keeps the matmul output in L2 for the elementwise passes.
@@ -53,6 +53,10 @@ PERM_TILE_DENSE, PERM_TILE_STREAM = 1024, 2048
 # Below 4 x PERM_TILE_DENSE points the dense tiles are N / 4 rows (at least PERM_TILE_MIN), so the
 # triangle still skips 6 of 16 blocks (one 1024-row tile at N = 1000 would compute the full square).
 PERM_TILE_MIN = 128
+# Rows of the label block converted to float64 at a time for e' (U 1) (a 64 x 4016 block: 2 MiB).
+SUM_ROWS64 = 64
+# Diagonal tiles of at least twice this many rows skip their zero lower-left quarter (`_tile_product`).
+PERM_TILE_SPLIT_MIN = 64
 # Column sums of (rows, B) float32 blocks: float32 over groups of this many rows, float64 across groups
 # (a float64 reduction of every element costs ~10x; a 32-term float32 sum adds ~32 eps relative).
 SUM_GROUP = 32
@@ -565,15 +569,54 @@ def block_sums(Z: Tensor, sizes: tuple[int, ...], kernel: KernelSpec,
     return _BlockSums.apply(Z, bounds, kernel, exclude_diagonal, need_grad)
 
 
+def label_block(N: int, B: int, dtype: torch.dtype, device=None) -> Tensor:
+    """An uninitialised (N, B) label matrix whose rows start LABEL_ALIGN-aligned: a view of an (N, W) buffer,
+    W = B rounded up to LABEL_ALIGN, pad columns zeroed. :class:`PermutationSums` multiplies such a block
+    in place (no padded copy); any operator takes it as an ordinary (N, B) tensor."""
+    W = -(-B // LABEL_ALIGN) * LABEL_ALIGN
+    buf = torch.empty(N, W, dtype=dtype, device=device)
+    buf[:, B:] = 0
+    return buf[:, :B]
+
+
+def _aligned(E: Tensor) -> Tensor:
+    """E with its row pad: the (N, W) buffer of a :func:`label_block` view, else a zero-padded copy.
+    Columns of a product never mix, so the pad's values reach only the columns that are sliced off."""
+    N, B = E.shape
+    W = E.stride(0)
+    if (E.stride(1) == 1 and W % LABEL_ALIGN == 0 and B <= W < B + LABEL_ALIGN
+            and (E.storage_offset() + N * W) * E.element_size() <= E.untyped_storage().nbytes()):
+        return E.as_strided((N, W), (W, 1))
+    V = torch.zeros(N, -(-B // LABEL_ALIGN) * LABEL_ALIGN, dtype=E.dtype, device=E.device)
+    V[:, :B] = E
+    return V
+
+
+def _tile_product(A: Tensor, k: Tensor, V: Tensor, diagonal: bool) -> None:
+    """A += k @ V for an upper tile k of a block row; ``diagonal``: k is the row's first tile (``tiles``
+    visits it first), upper triangular, and A is overwritten. Its zero lower-left quarter is skipped:
+    three half-size products instead of one, a quarter fewer flops on the diagonal."""
+    if not diagonal:
+        A.addmm_(k, V)
+    elif k.shape[0] < 2 * PERM_TILE_SPLIT_MIN:
+        torch.mm(k, V, out=A)
+    else:
+        h = k.shape[0] // 2
+        torch.mm(k[:h, :h], V[:h], out=A[:h])
+        torch.mm(k[h:, h:], V[h:], out=A[h:])
+        A[:h].addmm_(k[:h, h:], V[h:])
+
+
 class PermutationSums:
     """Kernel sums of many relabellings of one pooled sample Z, for several kernels at once.
 
     For a label matrix E (N, B) and each spec s, ``self(E)`` returns float64
     ``(q, u, S)``: q = diag(E' K0 E) (B,), u = E' K0 1 (B,) and S = 1' K0 1,
     with K0 the kernel matrix of Z with a zero diagonal. With U the strictly
-    upper part of K0, K0 = U + U', so q = 2 sum_i e_i (U e)_i and
-    u = e' (U 1) + 1' (U e): half the products of K0 @ E (U 1 is one more
-    column of the first call). The specs of one norm share one distance tile.
+    upper part of K0, K0 = U + U', so q = 2 sum_i e_i (U e)_i takes half the
+    products of K0 @ E, and u = E' (K0 1) one float64 matrix-vector product
+    (K0 1 = U 1 + U' 1: the row and column sums of the first call's tiles).
+    The specs of one norm share one distance tile.
 
     ``method`` "dense" keeps the upper tiles (built once, when they fit
     ``memory_budget`` bytes); "streamed" recomputes them on every call (one
@@ -604,7 +647,7 @@ class PermutationSums:
             self.points[norm] = Zc
         self.bounds = {norm: _cusp_bound(*self.factors[norm], self.kind, any(specs[i].cusp_at_zero for i in idx))
                        for norm, idx in self.groups.items()}
-        self.u1 = None  # U 1 per spec, from the first call
+        self.k1 = None  # (S, N) float64 K0 1 per spec, from the first call
         self.cache = list(self._upper_tiles()) if self.method == "dense" else None
 
     def _upper_tiles(self):
@@ -632,24 +675,28 @@ class PermutationSums:
         return 2 * out
 
     def __call__(self, E: Tensor, tick=None) -> list[tuple[Tensor, Tensor, Tensor]]:
-        # E in zero-padded columns, a multiple of LABEL_ALIGN: the GEMMs' rows then start 64-byte aligned
+        # E in padded columns, a multiple of LABEL_ALIGN: the GEMMs' rows then start 64-byte aligned
         # (at B = 1001 or 4001 columns they ran ~1.5x slower, bench/RESULTS.md); the pad is sliced off below.
         B = E.shape[1]
-        V = torch.zeros(E.shape[0], -(-B // LABEL_ALIGN) * LABEL_ALIGN, dtype=self.dtype, device=self.device)
-        V[:, :B] = E
+        V = _aligned(E.to(device=self.device, dtype=self.dtype))
         N, f64 = V.shape[0], torch.float64
-        first = self.u1 is None
+        first = self.k1 is None
         count = len(self.specs)
         q = [torch.zeros(V.shape[1], dtype=f64, device=V.device) for _ in range(count)]
-        c = [torch.zeros(V.shape[1], dtype=f64, device=V.device) for _ in range(count)]
-        u1 = [torch.zeros(N, dtype=f64, device=V.device) for _ in range(count)] if first else self.u1
+        u = torch.zeros(count, V.shape[1], dtype=f64, device=V.device)  # e' K0 1 per spec and column
+        k1 = torch.zeros(count, N, dtype=f64, device=V.device) if first else self.k1  # K0 1 = U 1 + U' 1
         acc: list[Tensor] = []
         row = None
 
-        def finish():  # block row done: acc = (U V)[rows]
+        def finish():  # block row done: acc = (U V)[rows]; K0 1 is complete on these rows (U 1 from this
+            r0, r1 = row  # block row's tiles, U' 1 from the tiles above them, all visited by now)
             for s, A in enumerate(acc):
-                q[s] += _colsum64(V[row[0]:row[1]] * A)
-                c[s] += _colsum64(A)
+                q[s] += _colsum64(V[r0:r1] * A)
+            for a in range(r0, r1, SUM_ROWS64):  # float64 copies of a few label rows at a time (no N x B one)
+                b = min(a + SUM_ROWS64, r1)
+                Vt = V[a:b].T.to(f64)
+                for s in range(count):  # one product per spec: a spec's sums never depend on the others
+                    u[s].addmv_(Vt, k1[s, a:b])
         tall = max(i1 - i0 for i0, i1 in self.rows)
         bufs = [torch.empty(tall, V.shape[1], dtype=V.dtype, device=V.device) for _ in range(count)]  # reused
         for i0, i1, j0, j1, ks in (self.cache or self._upper_tiles()):
@@ -657,20 +704,17 @@ class PermutationSums:
                 if row is not None:
                     finish()
                 row, acc = (i0, i1), [buf[:i1 - i0] for buf in bufs]
-                for A, k in zip(acc, ks):  # the row's first tile: (BM, BN) @ (BN, B)
-                    torch.mm(k, V[j0:j1], out=A)
-            else:
-                for A, k in zip(acc, ks):
-                    A.addmm_(k, V[j0:j1])
-            if first:  # U 1, the row sums of the upper tiles
+            for A, k in zip(acc, ks):
+                _tile_product(A, k, V[j0:j1], diagonal=i0 == j0)
+            if first:  # U 1 and U' 1, the row and column sums of the upper tiles
                 for s, k in enumerate(ks):
-                    u1[s][i0:i1] += k.sum(1)
+                    k1[s, i0:i1] += k.sum(1)
+                    k1[s, j0:j1] += k.sum(0)
             if tick is not None:
                 tick(B)
         finish()
-        self.u1 = u1
-        Eu1 = V[:, :B].to(f64).T @ torch.stack(u1, 1)  # (B, S): e' (U 1) for every spec, one conversion of E
-        return [(2 * q[s][:B], Eu1[:, s] + c[s][:B], 2 * u1[s].sum()) for s in range(count)]
+        self.k1 = k1
+        return [(2 * q[s][:B], u[s, :B], k1[s].sum()) for s in range(count)]
 
 
 class _KernelOfT(torch.autograd.Function):

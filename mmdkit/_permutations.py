@@ -33,7 +33,7 @@ from torch import Tensor
 
 from mmdkit._progress import Progress
 from mmdkit.estimators import mmd2_from_sums
-from mmdkit.kernels import Backend, KernelSpec
+from mmdkit.kernels import Backend, KernelSpec, label_block
 
 __all__ = ["generator", "permutation_key", "permute", "x_masks", "null_statistics", "pvalue", "tolerance"]
 
@@ -164,7 +164,7 @@ def _labels(mask: np.ndarray, n: int, m: int, dtype: torch.dtype, first: np.ndar
     ``mask`` is (B, N); ``first``, a boolean (N,) labelling, becomes an extra column 0 (the identity).
     """
     lead = 0 if first is None else 1
-    E = torch.empty(mask.shape[1], lead + mask.shape[0], dtype=dtype)
+    E = label_block(mask.shape[1], lead + mask.shape[0], dtype)  # rows aligned: the engine takes it uncopied
     if first is not None:
         E[:, 0].copy_(torch.from_numpy(first))
     E[:, lead:].copy_(torch.from_numpy(mask).T)

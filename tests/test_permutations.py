@@ -119,3 +119,34 @@ def test_tests_use_the_stream_and_batches_do_not_change_pvalues():
     Z = np.concatenate([X, Y])
     ref = [float(mmdkit.mmd2_unbiased(Z[lab], Z[~lab], bandwidth=1.0)) for lab in labels[:5]]
     np.testing.assert_allclose(a.null_distribution[:5], ref, rtol=1e-10)
+
+
+def test_label_threads_change_nothing_and_survive_a_fork():
+    """x_masks splits large blocks over torch's threads: the labels equal the one-thread ones bit for bit,
+    and a forked child (whose copy of the pool has no threads) still draws them, with a pool of its own."""
+    import multiprocessing
+    import torch
+
+    from mmdkit import _permutations
+
+    key, perms = permutation_key(generator(3)), np.arange(500)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = x_masks(key, perms, None, 2000, 700)
+        torch.set_num_threads(2)
+        two = x_masks(key, perms, None, 2000, 700)
+    finally:
+        torch.set_num_threads(threads)
+    assert _permutations._POOL["workers"] >= 2  # the split ran
+    assert np.array_equal(one, two) and (one.sum(1) == 700).all()
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as child:
+        got = child.apply_async(_two_thread_masks, (key, perms)).get(timeout=60)
+    assert np.array_equal(got, one)
+
+
+def _two_thread_masks(key, perms):
+    import torch
+    torch.set_num_threads(2)
+    return x_masks(key, perms, None, 2000, 700)

@@ -50,6 +50,12 @@ DESIGNS: dict[str, dict] = {
                              "engine": "close pairs refined"},
     "cramer-gan-b1-7600": {"loss": "cramer-gan", "steps": 7600, "settings": {"exponent": 1.0}, "packing": 1,
                            "batch_size": None, "engine": "close pairs refined"},
+    # smoothed energy kernel (offset c = s x the features' rms spread; the old engine's accidental cutoff sat
+    # near 0.004 x it)
+    "cramer-gan-7600-s0.01": {"loss": "cramer-gan", "steps": 7600, "settings": {"smoothing": 0.01}, "packing": 1,
+                              "batch_size": None, "engine": "close pairs refined"},
+    "cramer-gan-7600-s0.05": {"loss": "cramer-gan", "steps": 7600, "settings": {"smoothing": 0.05}, "packing": 1,
+                              "batch_size": None, "engine": "close pairs refined"},
     "energy-gan-12700": {"loss": "energy-gan", "steps": 12700, "settings": {}, "packing": 1, "batch_size": None},
     "energy-gan-9800": {"loss": "energy-gan", "steps": 9800, "settings": {}, "packing": 1, "batch_size": None},
     "mmd-gan-7400": {"loss": "mmd-gan", "steps": 7400, "settings": {}, "packing": 1, "batch_size": None},

@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from mmdkit import Energy, Gaussian, Mixture, RationalQuadratic, energy_distance, mmd2_unbiased, witness
+from mmdkit import Energy, Gaussian, Mixture, RationalQuadratic, energy_distance, mmd2_biased, mmd2_unbiased, witness
 from mmdkit.estimators import _witness
 from mmdkit.gan.constraints import GradientPenalty, WeightClip
 from mmdkit.gan.losses_base import GANLoss
@@ -254,9 +254,11 @@ class MMDGAN(GANLoss):
         return lambda x: w(critic(x))
 
 
-def _energy_witness(critic, real: Tensor, fake: Tensor, exponent: float = 1.0) -> Callable[[Tensor], Tensor]:
-    """x -> E||h(x) - h(Y)||^b - E||h(x) - h(X)||^b + const (X fake, Y real): the energy witness."""
-    w = witness_function(Energy(exponent=exponent), critic(fake), critic(real))
+def _energy_witness(critic, real: Tensor, fake: Tensor, kernel: Callable[..., Energy]) -> Callable[[Tensor], Tensor]:
+    """x -> E||h(x) - h(Y)||^b - E||h(x) - h(X)||^b + const (X fake, Y real): the energy witness
+    (``kernel(hf, hr)``: the Energy spec for those features)."""
+    hf, hr = critic(fake), critic(real)
+    w = witness_function(kernel(hf, hr), hf, hr)
     return lambda x: w(critic(x))
 
 
@@ -268,6 +270,7 @@ class _EnergyCritic(GANLoss):
     unbiased: ClassVar[bool] = False  # the estimator of D_b (see ``distance``)
     critic_objective: str = "repulsive"
     exponent: float = 0.5
+    smoothing: float = 0.0
     critic_dim: int = 16
     lr_g: float = 1e-3
     lr_c: float = 3e-3
@@ -277,32 +280,49 @@ class _EnergyCritic(GANLoss):
     def __post_init__(self):
         _check_critic_objective(self.critic_objective)
         Energy(exponent=self.exponent)  # checks the exponent (0 < b < 2)
+        if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, (int, float)) or \
+                not 0 <= self.smoothing < float("inf"):
+            raise ValueError(f"`smoothing` must be a finite float >= 0, got {self.smoothing!r}")
         super().__post_init__()
 
-    def kernel(self) -> Energy:
-        """The energy kernel; mmdkit evaluates its pairwise part k(u, v) = -||u - v||^b.
+    def kernel(self, *features: Tensor) -> Energy:
+        """The energy kernel of these features; mmdkit evaluates its pairwise part k(u, v) = -||u - v||^b.
 
         The norm terms of the full kernel cancel in the energy distance; the
         repulsive loss uses the pairwise part as is, so it reads
-        E||h(f) - h(f')||^b - E||h(r) - h(r')||^b.
+        E||h(f) - h(f')||^b - E||h(r) - h(r')||^b. With ``smoothing`` s > 0 it
+        is -(||u - v||^2 + c^2)^(b/2) (:class:`mmdkit.Energy`'s ``offset``) with
+        c = s times the root mean square distance of the pooled ``features``
+        from their mean (a constant of the step: no gradient flows through c),
+        so pairs of features much closer than c no longer repel each other.
         """
-        return Energy(exponent=self.exponent)
+        if not self.smoothing:
+            return Energy(exponent=self.exponent)
+        if not features:
+            raise ValueError("`smoothing` sets the offset from the features: pass them to kernel(...)")
+        with torch.no_grad():
+            H = torch.cat([f.reshape(f.shape[0], -1) for f in features]).double()
+            rms = float((H - H.mean(0)).square().sum(1).mean().sqrt())
+        return Energy(exponent=self.exponent, offset=self.smoothing * rms)
 
     def distance(self, hf: Tensor, hr: Tensor) -> Tensor:
         """D_b between feature samples: the U-statistic if ``unbiased`` (energy-gan), else the V-statistic."""
+        if self.smoothing:
+            return (mmd2_unbiased if self.unbiased else mmd2_biased)(hf, hr, kernel=self.kernel(hf, hr))
         return energy_distance(hf, hr, unbiased=self.unbiased, exponent=self.exponent)
 
     def critic_loss(self, critic, real, fake):
         """Repulsive: E k(h(r), h(r')) - E k(h(f), h(f')); attractive: -D_b(h(fake), h(real))."""
         if self.critic_objective == "repulsive":
-            return repulsive_loss(critic(real), critic(fake), self.kernel())
+            hr, hf = critic(real), critic(fake)
+            return repulsive_loss(hr, hf, self.kernel(hf, hr))
         return -self.distance(critic(fake), critic(real))
 
     def generator_loss(self, critic, real, fake):
         return self.distance(critic(fake), critic(real))
 
     def critic_function(self, critic, real, fake):
-        return _energy_witness(critic, real, fake, self.exponent)
+        return _energy_witness(critic, real, fake, self.kernel)
 
 
 @dataclass(frozen=True)
@@ -421,6 +441,10 @@ class EnergyGAN(_EnergyCritic):
     over interpolates is heavy-tailed (infinite at b <= 0.5 in the limit of a
     continuous density of fakes); the default weight is small, and a larger
     weight at small b may let the penalty dominate the critic loss.
+    ``smoothing`` s > 0 (both energy losses; default 0, the exact energy
+    kernel) replaces ||u - v||^b by (||u - v||^2 + c^2)^(b/2), c = s times the
+    features' rms spread (:meth:`kernel`): features closer than about c stop
+    repelling each other, and the penalty's integrand stays bounded.
 
     References
     ----------

@@ -37,7 +37,7 @@ def formula(kernel: KernelSpec, t: Tensor) -> Tensor:
     if isinstance(kernel, Laplace):
         return torch.exp(-torch.sqrt(t) / h)
     if isinstance(kernel, Energy):
-        return -t ** (kernel.exponent / 2)
+        return -(t + kernel.offset ** 2) ** (kernel.exponent / 2)
     if isinstance(kernel, RationalQuadratic):
         return (1 + t / (2 * kernel.alpha * h * h)) ** -kernel.alpha
     if isinstance(kernel, IMQ):

@@ -265,12 +265,27 @@ class Energy(KernelSpec):
     the energy distance. dk/dt is set to 0 at t = 0, so coincident points get
     a zero (not NaN) gradient. There is no bandwidth: passing one raises
     (``Energy(0.5)`` would set it, not b; write ``Energy(exponent=0.5)``).
+
+    ``offset`` c >= 0 smooths the cusp: the pairwise part becomes
+    -(||x - y||^2 + c^2)^(b/2) (a generalised multiquadric; with the norm terms
+    (||x||^2 + c^2)^(b/2) + (||y||^2 + c^2)^(b/2) - c^b it is positive definite
+    for the same b), infinitely differentiable, with a pull between two points
+    that vanishes as they meet instead of staying at |d/dx ||x - y||^b| ~ ||x - y||^(b - 1).
+    c = 0 is the energy kernel itself.
+
+    >>> import torch
+    >>> from mmdkit import mmd2_biased
+    >>> X, Y = torch.tensor([[0.0], [1.0]]), torch.tensor([[3.0]])
+    >>> round(float(mmd2_biased(X, Y, kernel=Energy(exponent=1.0, offset=0.0))), 6)  # 2 * 2.5 - 0.5 - 0
+    4.5
+    >>> round(float(mmd2_biased(X, Y, kernel=Energy(exponent=1.0, offset=1.0))), 6)  # smooth at 0
+    3.191239
     """
 
     name: ClassVar[str] = "energy"
     has_bandwidth: ClassVar[bool] = False
-    cusp_at_zero: ClassVar[bool] = True
     exponent: float = 1.0
+    offset: float = 0.0
 
     def __post_init__(self):
         if self.bandwidth is not None:  # Energy(0.5) would otherwise set the unused bandwidth, not b
@@ -278,9 +293,17 @@ class Energy(KernelSpec):
                              "set the exponent by name: Energy(exponent=...)")
         if not 0 < _finite(self.exponent, "exponent` of `Energy") < 2:
             raise ValueError(f"`exponent` of Energy must lie in (0, 2), got {self.exponent}")
+        if _finite(self.offset, "offset` of `Energy") < 0:
+            raise ValueError(f"`offset` of Energy must be >= 0, got {self.offset}")
+
+    @property
+    def cusp_at_zero(self) -> bool:  # type: ignore[override]
+        return self.offset == 0
 
     def evaluate_(self, t, derivative=False):
-        b = self.exponent
+        b, c2 = self.exponent, self.offset ** 2
+        if c2:
+            t.add_(c2)
         dk = None
         if derivative and b != 0.5:  # dk/dt = -(b/2) t^(b/2 - 1), 0 at t = 0 (where it is infinite for b < 2)
             dk = t.pow(b / 2 - 1).mul_(-b / 2)
@@ -295,11 +318,18 @@ class Energy(KernelSpec):
         return t.sqrt_() if b == 1 else t.sqrt_().sqrt_() if b == 0.5 else t.pow_(b / 2)
 
     def row_sums_(self, t, folded=False):  # -(sum_j t_ij^(b/2)): the negation on the sums, not the tile
-        return self._power_(t).sum(1).neg_()
+        return self._power_(t.add_(self.offset ** 2) if self.offset else t).sum(1).neg_()
 
-    def second_derivative(self, t):  # -(b/2)(b/2 - 1) t^(b/2 - 2), 0 at t = 0
+    def second_derivative(self, t):  # -(b/2)(b/2 - 1) (t + c^2)^(b/2 - 2), 0 at t = 0 when c = 0
         a = self.exponent / 2
+        if self.offset:
+            return (t + self.offset ** 2).pow_(a - 2).mul_(-a * (a - 1))
         return _zero_at_origin(t.pow(a - 2).mul_(-a * (a - 1)), t)
+
+    def anchor(self, A: Tensor) -> Tensor:
+        """(||a||^2 + c^2)^(b/2) - c^b per row a of A (out of place): a norm term of the full kernel."""
+        b, c = self.exponent, self.offset
+        return A.norm(dim=1) ** b if c == 0 else (A * A).sum(1).add_(c * c).pow_(b / 2).sub_(c ** b)
 
 
 @dataclass(frozen=True)

@@ -155,8 +155,10 @@ def _term(spec: KernelSpec) -> tuple[int, float, float]:
         return KERNEL_IDS["gaussian"], -0.5 * _LOG2E / spec._h() ** 2, 0.0
     if isinstance(spec, Laplace):  # exp(-r / h) = 2^(a r)
         return KERNEL_IDS["laplace"], -_LOG2E / spec._h(), 0.0
-    if isinstance(spec, Energy):
+    if isinstance(spec, Energy) and spec.offset == 0:
         return KERNEL_IDS["energy"], spec.exponent / 2, 0.0
+    if isinstance(spec, Energy):  # -(t + c^2)^(b/2) = -c^b (1 + t / c^2)^(b/2): a power term of weight -c^b
+        return KERNEL_IDS["power"], 1.0 / spec.offset ** 2, spec.exponent / 2
     if isinstance(spec, RationalQuadratic):
         return KERNEL_IDS["power"], 1.0 / (2 * spec.alpha * spec._h() ** 2), -spec.alpha
     if isinstance(spec, IMQ):
@@ -169,6 +171,8 @@ def _flatten(spec: KernelSpec, weight: float = 1.0) -> list[tuple[KernelSpec, in
     if isinstance(spec, Mixture):
         ws = spec.weights or (1.0,) * len(spec.components)
         return [t for c, w in zip(spec.components, ws) for t in _flatten(c, weight * w)]
+    if isinstance(spec, Energy) and spec.offset:
+        weight = -weight * spec.offset ** spec.exponent
     return [(spec, *_term(spec), weight)]
 
 

@@ -227,8 +227,7 @@ def _global_energy_offset(spec, Xt, Yt, n, m, ring) -> Tensor:
     total = torch.zeros((), dtype=torch.float64, device=Xt.device)
     for c, w in parts:
         if isinstance(c, Energy):
-            s = torch.stack([(Xt.detach().double().norm(dim=1) ** c.exponent).sum(),
-                             (Yt.detach().double().norm(dim=1) ** c.exponent).sum()])
+            s = torch.stack([c.anchor(Xt.detach().double()).sum(), c.anchor(Yt.detach().double()).sum()])
             ring.all_reduce(s)
             total = total + w * (s[0] / n - s[1] / m)
     return total

@@ -275,10 +275,10 @@ def witness(X, Y, T, kernel="gaussian", bandwidth=None, backend: str = "auto", p
 
 def _energy_offset(spec: KernelSpec, X: Tensor, Y: Tensor):
     """sum over Energy components of w (E||X||^b - E||Y||^b): the norm terms of the energy kernel
-    k(x, y) = ||x||^b + ||y||^b - ||x - y||^b that the engine leaves out (0 if there are none)."""
+    k(x, y) = ||x||^b + ||y||^b - ||x - y||^b that the engine leaves out (0 if there are none);
+    with an offset, :meth:`Energy.anchor`'s terms."""
     parts = spec.weighted if isinstance(spec, Mixture) else ((spec, 1.0),)
-    norms = lambda A, b: (A.norm(dim=1) ** b).mean()  # noqa: E731
-    return sum(w * (norms(X, c.exponent) - norms(Y, c.exponent)) for c, w in parts if isinstance(c, Energy))
+    return sum(w * (c.anchor(X).mean() - c.anchor(Y).mean()) for c, w in parts if isinstance(c, Energy))
 
 
 def _witness(X: Tensor, Y: Tensor, T: Tensor, spec: KernelSpec, engine: Backend) -> Tensor:

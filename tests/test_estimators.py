@@ -454,6 +454,46 @@ def test_witness_energy_is_the_cramer_critic():
     np.testing.assert_allclose(witness(X, Y, T, kernel="energy"), [0.0, 3.0], atol=1e-12)
 
 
+@pytest.mark.parametrize("b, c", [(0.5, 0.1), (1.0, 0.5), (1.5, 2.0)])
+def test_energy_offset_is_the_smoothed_full_kernel(b, c):
+    """Energy(b, offset=c) is the full kernel k = A(x) + A(y) - (|x - y|^2 + c^2)^(b/2) - c^b,
+    A(x) = (|x|^2 + c^2)^(b/2), written out here in float64: its V- and U-statistics and witness
+    equal those of the dense matrix, the matrix is positive semidefinite (the docstring's claim), and
+    c -> 0 approaches the energy kernel."""
+    g = torch.Generator().manual_seed(5)
+    X, Y, T = (torch.randn(s, 3, generator=g, dtype=torch.float64) + sh for s, sh in ((40, 0.0), (30, 0.5), (7, 0.2)))
+    A = lambda P: (P.square().sum(1) + c * c) ** (b / 2)  # noqa: E731
+    full = lambda P, Q: A(P)[:, None] + A(Q)[None] - (torch.cdist(P, Q) ** 2 + c * c) ** (b / 2) - c ** b  # noqa: E731
+    kxx, kyy, kxy = full(X, X), full(Y, Y), full(X, Y)
+    spec = Energy(exponent=b, offset=c)
+    assert not spec.cusp_at_zero and Energy(exponent=b).cusp_at_zero
+    assert float(mmd2_biased(X, Y, kernel=spec)) == pytest.approx(float(kxx.mean() + kyy.mean() - 2 * kxy.mean()),
+                                                                  rel=1e-14)  # 1.2e-15 seen
+    off = lambda K: (K.sum() - K.diagonal().sum()) / (K.shape[0] * (K.shape[0] - 1))  # noqa: E731
+    assert float(mmd2_unbiased(X, Y, kernel=spec)) == pytest.approx(float(off(kxx) + off(kyy) - 2 * kxy.mean()),
+                                                                     rel=1e-14)  # 2.1e-15 seen
+    torch.testing.assert_close(witness(X, Y, T, kernel=spec), full(T, X).mean(1) - full(T, Y).mean(1),
+                               rtol=1e-14, atol=4e-15)  # 1.1e-15 seen
+    Z = torch.cat([X, Y, T])
+    eig = torch.linalg.eigvalsh(full(Z, Z))
+    assert eig.min() > -1e-12 * eig.max()
+    near = float(mmd2_unbiased(X, Y, kernel=Energy(exponent=b, offset=1e-6)))  # (no self-pairs: they move by c^b)
+    assert near == pytest.approx(float(mmd2_unbiased(X, Y, kernel=Energy(exponent=b))), rel=1e-12)  # 3e-13 seen
+
+
+def test_energy_offset_pull_vanishes_as_points_meet():
+    """With an offset the gradient of -(|x - y|^2 + c^2)^(b/2) in x is b (x - y) (|x - y|^2 + c^2)^(b/2 - 1):
+    linear in x - y near 0 (no cusp), where the energy kernel's stays |x - y|^(b - 1) large."""
+    y = torch.zeros(1, 2, dtype=torch.float64)
+    for r in (1e-3, 1e-6):
+        x = torch.tensor([[r, 0.0]], dtype=torch.float64, requires_grad=True)
+        smooth, = torch.autograd.grad(mmd2_biased(x, y, kernel=Energy(exponent=0.5, offset=0.1)), x)
+        cusp, = torch.autograd.grad(mmd2_biased(x, y, kernel=Energy(exponent=0.5)), x)
+        # MMD^2_V of one point each = -2 k(x, y) (the self-pairs are constants): d/dx = 2 b (x - y) (...)^(b/2 - 1)
+        assert float(smooth[0, 0]) == pytest.approx(2 * 0.5 * r * (r * r + 0.01) ** (0.25 - 1), rel=1e-12)
+        assert float(cusp[0, 0]) == pytest.approx(2 * 0.5 * r ** (0.5 - 1), rel=1e-12)
+
+
 # -- median heuristic ---------------------------------------------------------------
 
 MEDIAN_CASES = [  # (n, m or None, d, duplicates)

@@ -1,5 +1,6 @@
 """The GAN layer: loss values on closed-form cases, constraints by hand, data, metrics,
 short training runs that must improve mmd2_heldout, and the CLI."""
+import dataclasses
 import json
 import math
 
@@ -119,6 +120,15 @@ def test_mmd_losses_agree_with_the_dense_reference(gen):
         float(mmd2_reference(fake, real, m.kernel())), rel=1e-9)
     assert float(L.EnergyGAN().generator_loss(ident, real, fake)) == pytest.approx(
         float(mmd2_reference(fake, real, Energy(exponent=0.5))), rel=1e-9)
+    # smoothing s: the offset c = s x the rms distance of the pooled features from their mean
+    c = 0.1 * float(torch.cat([fake, real]).sub(torch.cat([fake, real]).mean(0)).square().sum(1).mean().sqrt())
+    smooth = Energy(exponent=0.5, offset=c)
+    assert float(L.EnergyGAN(smoothing=0.1).generator_loss(ident, real, fake)) == pytest.approx(
+        float(mmd2_reference(fake, real, smooth)), rel=1e-12)
+    assert float(L.CramerGAN(smoothing=0.1).generator_loss(ident, real, fake)) == pytest.approx(
+        float(mmd2_reference(fake, real, smooth, "biased")), rel=1e-12)
+    with pytest.raises(ValueError, match="smoothing"):
+        L.EnergyGAN(smoothing=-1.0)
 
 
 @pytest.mark.parametrize("b", [0.5, 1.0, 1.5])
@@ -333,7 +343,7 @@ def test_interpolation_weight_is_per_sample():
     assert 0.4 < float(xh[:, 0].mean()) < 0.6 and xh.requires_grad
 
 
-@pytest.mark.parametrize("loss", ["mmd-gan", "energy-gan"])
+@pytest.mark.parametrize("loss", ["mmd-gan", "energy-gan", "energy-gan-smoothed"])
 def test_gradient_penalty_through_mmdkit_matches_dense_float64_autograd(loss, gen):
     """The losses' penalty (the witness on critic features, differentiated twice by mmdkit's
     engine) and its gradient w.r.t. the critic equal dense float64 autograd of the plain formula.
@@ -343,14 +353,21 @@ def test_gradient_penalty_through_mmdkit_matches_dense_float64_autograd(loss, ge
     of critic features: over 200 critic initialisations the relative error of the gradient had
     median 2.4e-12, maximum 2.5e-10. So the critic is seeded (an unseeded one, drawn from the
     global RNG's state after the other tests, once failed a bound of 1e-10 in CI at 1.16e-10);
-    for this one it measured 6.3e-13 (energy) and 2.3e-15 (mmd)."""
+    for this one it measured 6.3e-13 (energy) and 2.3e-15 (mmd); with smoothing (the offset c removes
+    the 1 / t growth) 4.4e-14."""
     real = torch.randn(30, 2, generator=gen, dtype=torch.float64)
     fake = torch.randn(25, 2, generator=gen, dtype=torch.float64) + 0.5
     with torch.random.fork_rng():  # the critic's initialisation, without touching the global seed
         torch.manual_seed(0)
         C = Critic(out_dim=4).double()
-    L_ = L.get_loss(loss)
-    kernel = L_.kernel() if loss == "mmd-gan" else Energy(exponent=L_.exponent)
+    L_ = L.get_loss(loss.removesuffix("-smoothed"))
+    if loss.endswith("-smoothed"):  # the offset c = 0.05 x the rms spread of these features
+        L_ = dataclasses.replace(L_, smoothing=0.05)
+        hf, hr = C(fake).detach(), C(real).detach()
+        spread = float(torch.cat([hf, hr]).sub(torch.cat([hf, hr]).mean(0)).square().sum(1).mean().sqrt())
+        assert L_.kernel(hf, hr) == Energy(exponent=L_.exponent, offset=0.05 * spread)
+    kernel = L_.kernel() if loss == "mmd-gan" else Energy(exponent=L_.exponent, offset=0.05 * spread) \
+        if loss.endswith("-smoothed") else Energy(exponent=L_.exponent)
     gp = GradientPenalty(1.0)
 
     def dense(x):  # mean_j k(h(x), h(fake_j)) - mean_j k(h(x), h(real_j)), the oracle
@@ -366,7 +383,8 @@ def test_gradient_penalty_through_mmdkit_matches_dense_float64_autograd(loss, ge
         grads.append(torch.cat([p.grad.flatten() for p in C.parameters()]))
     torch.testing.assert_close(values[0], values[1], rtol=1e-10, atol=0)
     assert float(grads[1].norm()) > 0
-    assert float((grads[0] - grads[1]).norm() / grads[1].norm()) <= {"mmd-gan": 1e-14, "energy-gan": 2e-12}[loss]
+    bound = {"mmd-gan": 1e-14, "energy-gan": 2e-12, "energy-gan-smoothed": 1.5e-13}[loss]  # smoothed: 4.4e-14 seen
+    assert float((grads[0] - grads[1]).norm() / grads[1].norm()) <= bound
 
 
 def test_weight_clip_and_instance_noise(gen):

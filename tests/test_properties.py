@@ -30,7 +30,7 @@ from mmdkit import (
 )
 
 DISTANCE_KERNELS = [
-    Gaussian(1.0), Laplace(0.7), Energy(), Energy(exponent=0.5), Energy(exponent=1.5),
+    Gaussian(1.0), Laplace(0.7), Energy(), Energy(exponent=0.5), Energy(exponent=1.5), Energy(exponent=0.5, offset=0.2),
     RationalQuadratic(2.0, alpha=0.5), IMQ(1.5), Mixture.of(Gaussian, [0.3, 3.0]),
 ]
 ALL_KERNELS = DISTANCE_KERNELS + [Polynomial(degree=2), Polynomial(degree=3, gamma=0.1, coef0=2.0)]

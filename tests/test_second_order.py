@@ -23,6 +23,7 @@ SPECS = [
     pytest.param(Laplace(0.9), id="laplace"),
     pytest.param(Energy(), id="energy"),
     pytest.param(Energy(exponent=1.5), id="energy-b1.5"),
+    pytest.param(Energy(exponent=0.5, offset=0.2), id="energy-b0.5-offset"),
     pytest.param(RationalQuadratic(1.2, alpha=0.7), id="rq"),
     pytest.param(IMQ(0.8, beta=-0.3), id="imq"),
     pytest.param(Polynomial(degree=3, gamma=0.5), id="poly3"),

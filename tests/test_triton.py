@@ -35,6 +35,7 @@ KERNELS = {
     "laplace": Laplace(bandwidth=2.0),
     "energy": Energy(),
     "energy-b0.7": Energy(exponent=0.7),
+    "energy-offset": Energy(exponent=0.5, offset=0.3),
     "rq": RationalQuadratic(bandwidth=1.1, alpha=2.0),
     "imq": IMQ(bandwidth=1.5, beta=-0.5),
     "polynomial": Polynomial(degree=3, coef0=1.0),
@@ -595,7 +596,8 @@ def test_autotune_space_and_prune_filter():
 BUDGET = 2.0  # STYLE.md rule 7, as in tests/test_engine.py
 BUDGET_SPECS = {
     "gaussian": Gaussian(1.3), "laplace": Laplace(0.9), "energy": Energy(), "energy-b0.5": Energy(exponent=0.5),
-    "energy-b1.5": Energy(exponent=1.5), "rq": RationalQuadratic(1.1, alpha=0.7), "imq": IMQ(0.8, beta=-0.3),
+    "energy-b1.5": Energy(exponent=1.5), "energy-b0.5-offset": Energy(exponent=0.5, offset=0.2),
+    "rq": RationalQuadratic(1.1, alpha=0.7), "imq": IMQ(0.8, beta=-0.3),
     "poly3-gamma=1/d": Polynomial(), "poly2": Polynomial(degree=2, gamma=0.5, coef0=0.3),
     "mixture-gaussian": Mixture.of(Gaussian, [0.5, 1.0, 2.0]),
     "mixture-weighted-mixed": Mixture(components=(Gaussian(0.7), Laplace(1.5), Energy()), weights=(0.5, 2.0, 0.1)),

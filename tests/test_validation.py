@@ -148,6 +148,8 @@ BAD_SPECS = [  # (constructor, exception, argument named): every parameter is ch
     pytest.param(lambda: Polynomial(gamma=-1.0), ValueError, "gamma", id="poly-negative-gamma"),
     pytest.param(lambda: Polynomial(coef0=-1.0), ValueError, "coef0", id="poly-negative-coef0"),
     pytest.param(lambda: Energy(exponent=2.0), ValueError, "exponent", id="energy-exponent-2"),
+    pytest.param(lambda: Energy(offset=-0.1), ValueError, "offset", id="energy-negative-offset"),
+    pytest.param(lambda: Energy(offset=float("nan")), ValueError, "offset", id="energy-nan-offset"),
     pytest.param(lambda: Mixture(components=(Gaussian(1.0),), weights=(-1.0,)), ValueError, "weights[0]",
                  id="mixture-negative-weight"),
     pytest.param(lambda: Mixture(components=(Gaussian(1.0), Polynomial())), ValueError, "components",

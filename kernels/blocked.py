@@ -53,7 +53,7 @@ PERM_TILE_DENSE, PERM_TILE_STREAM = 1024, 2048
 # Below 4 x PERM_TILE_DENSE points the dense tiles are N / 4 rows (at least PERM_TILE_MIN), so the
 # triangle still skips 6 of 16 blocks (one 1024-row tile at N = 1000 would compute the full square).
 PERM_TILE_MIN = 128
-# Rows of the label block converted to float64 at a time for e' (U 1) (a 64 x 4016 block: 2 MiB).
+# Rows of the label block converted to float64 at a time for e' (K0 1) on the CPU (a 64 x 4016 block: 2 MiB).
 SUM_ROWS64 = 64
 # Diagonal tiles of at least twice this many rows skip their zero lower-left quarter (`_tile_product`).
 PERM_TILE_SPLIT_MIN = 64
@@ -584,7 +584,7 @@ def _aligned(E: Tensor) -> Tensor:
     Columns of a product never mix, so the pad's values reach only the columns that are sliced off."""
     N, B = E.shape
     W = E.stride(0)
-    if (E.stride(1) == 1 and W % LABEL_ALIGN == 0 and B <= W < B + LABEL_ALIGN
+    if (E.stride(1) == 1 and W % LABEL_ALIGN == 0 and B <= W < B + LABEL_ALIGN and E.data_ptr() % 64 == 0
             and (E.storage_offset() + N * W) * E.element_size() <= E.untyped_storage().nbytes()):
         return E.as_strided((N, W), (W, 1))
     V = torch.zeros(N, -(-B // LABEL_ALIGN) * LABEL_ALIGN, dtype=E.dtype, device=E.device)
@@ -692,8 +692,9 @@ class PermutationSums:
             r0, r1 = row  # block row's tiles, U' 1 from the tiles above them, all visited by now)
             for s, A in enumerate(acc):
                 q[s] += _colsum64(V[r0:r1] * A)
-            for a in range(r0, r1, SUM_ROWS64):  # float64 copies of a few label rows at a time (no N x B one)
-                b = min(a + SUM_ROWS64, r1)
+            step = SUM_ROWS64 if V.device.type == "cpu" else r1 - r0  # CPU: no N x B float64 copy
+            for a in range(r0, r1, step):
+                b = min(a + step, r1)
                 Vt = V[a:b].T.to(f64)
                 for s in range(count):  # one product per spec: a spec's sums never depend on the others
                     u[s].addmv_(Vt, k1[s, a:b])
@@ -703,6 +704,7 @@ class PermutationSums:
             if (i0, i1) != row:
                 if row is not None:
                     finish()
+                assert i0 == j0, "tiles() visits the rows in order, each from its diagonal tile"
                 row, acc = (i0, i1), [buf[:i1 - i0] for buf in bufs]
             for A, k in zip(acc, ks):
                 _tile_product(A, k, V[j0:j1], diagonal=i0 == j0)

@@ -129,7 +129,7 @@ def x_masks(key: np.ndarray, perms: np.ndarray, rows: np.ndarray | None, N: int,
 
     # numpy's hash and selection release the GIL: split the relabellings over torch's threads (each part
     # is computed as it would be alone, so the labels never depend on the split)
-    parts = max(1, min(torch.get_num_threads(), keys.shape[1] * N // (2 * CHUNK)))
+    parts = max(1, min(torch.get_num_threads(), keys.shape[1], keys.shape[1] * N // (2 * CHUNK)))
     bounds = np.linspace(0, keys.shape[1], parts + 1).astype(int)
     if parts == 1:
         fill(0, keys.shape[1])

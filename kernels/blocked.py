@@ -691,7 +691,7 @@ class PermutationSums:
         def finish():  # block row done: acc = (U V)[rows]; K0 1 is complete on these rows (U 1 from this
             r0, r1 = row  # block row's tiles, U' 1 from the tiles above them, all visited by now)
             for s, A in enumerate(acc):
-                q[s] += _colsum64(V[r0:r1] * A)
+                q[s] += _colsum64(A.mul_(V[r0:r1]))  # A is scratch: the next row overwrites it
             step = SUM_ROWS64 if V.device.type == "cpu" else r1 - r0  # CPU: no N x B float64 copy
             for a in range(r0, r1, step):
                 b = min(a + step, r1)

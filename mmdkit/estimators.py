@@ -223,7 +223,7 @@ def energy_distance(X, Y, unbiased: bool = False, exponent: float = 1.0, backend
 def _energy_distance(X: Tensor, Y: Tensor, spec: Energy, unbiased: bool, engine: Backend) -> Tensor:
     """Energy distance of validated X, Y (0-d tensor); the exact sort for d = 1, b = 1."""
     n, m = X.shape[0], Y.shape[0]
-    if X.shape[1] == 1 and spec.exponent == 1.0:
+    if X.shape[1] == 1 and spec.exponent == 1.0 and spec.offset == 0:
         a, b = X[:, 0].double(), Y[:, 0].double()
         sx, sy = _abs_pair_sum_1d(a), _abs_pair_sum_1d(b)
         sxy = _abs_pair_sum_1d(torch.cat([a, b])) - sx - sy  # sum over all (i, j) of |x_i - y_j|

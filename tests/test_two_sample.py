@@ -234,6 +234,9 @@ def test_label_block_is_multiplied_in_place_and_its_pad_never_reaches_the_sums(d
     E = blocked.label_block(300, 21, dtype)
     E.copy_(labels)
     assert E.stride() == (32, 1) and blocked._aligned(E).data_ptr() == E.data_ptr()
+    assert blocked._aligned(E[7:]).data_ptr() == E[7:].data_ptr()  # row slices stay aligned (the ring's own rows)
+    shifted = blocked._aligned(E[:, 1:])  # a column slice starts 4 or 8 bytes in: copied into aligned rows
+    assert shifted.data_ptr() % 64 == 0 and torch.equal(shifted[:, :20], E[:, 1:])
     E.as_strided((300, 32), (32, 1))[:, 21:] = float("nan")
     specs = [Gaussian(bandwidth=1.0), Energy()]
     got, plain = PermutationSums(Z, specs, 2**30)(E), PermutationSums(Z, specs, 2**30)(labels.contiguous())

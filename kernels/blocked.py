@@ -209,7 +209,7 @@ def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, n
                 bound = _cusp_bound(L, R, kind, cusp, fold)
             if diagonal is not None:
                 t.diagonal(diagonal).fill_(math.inf)
-            if t.device.type != "cpu" or t.numel() == 0 or float(t.min()) <= bound:
+            if t.device.type != "cpu" or t.numel() == 0 or float(t.amin()) <= bound:
                 tol = (L[:, -2:-1] + (fold or 1.0) * R[:, -1].max()).mul_(_near_scale(L))
                 assert points is not None, "a cusp kernel's matmul tiles need the points to refine from"
                 _refine_(t, t <= tol, *points, fold)  # (BM, BN) <= (BM, 1); also every negative t

@@ -6,6 +6,7 @@ import math
 import platform
 import re
 import statistics
+import textwrap
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 from mmdkit.gan.losses import LOSSES, get_loss
+from mmdkit.gan.pacgan import PacGANProtocol
 from mmdkit.gan.trainer import BATCH_SIZE, G_HIDDEN, G_LAYERS, _jsonable, train
 
 __all__ = ["run_bench", "PUBLISHED", "format_table", "format_targets", "MMD_FAMILY", "mean_se", "pacgan_rows",
@@ -179,7 +181,7 @@ def run_bench(losses=None, datasets=("ring8", "grid25"), seeds=(0, 1, 2), steps:
 
 TUNE_BEGIN = "<!-- tune: begin (python -m mmdkit.gan tune --report writes everything up to 'tune: end') -->"
 TUNE_END = "<!-- tune: end -->"
-PACGAN_EPOCHS = 400  # the full PacGAN protocol
+PACGAN_EPOCHS = PacGANProtocol.epochs  # the full PacGAN protocol (400)
 _MODES = {"grid25": 25, "ring8": 8}
 TOYS = ("grid25", "ring8")
 
@@ -205,30 +207,40 @@ def mean_se(xs) -> str:
     return f"{m:.3g} ± {statistics.stdev(xs) / math.sqrt(len(xs)):.2g}"
 
 
-_RUN_NAME = re.compile(r"^(?:(?P<data>[a-z0-9]+)-)?e(?P<epochs>\d+)-pack(?P<packing>\d+)-seed(?P<seed>\d+)$")
+_RUN_NAME = re.compile(r"^(?:(?P<data>[a-z0-9]+)-)?(?:e(?P<epochs>\d+)|full)-pack(?P<packing>\d+)-seed(?P<seed>\d+)$")
 
 
 def pacgan_rows(root: str | Path = "bench/gan_runs/pacgan") -> list[dict]:
-    """PacGAN-protocol runs under ``root`` (folders ``[<data>-]e<epochs>-pack<m>-seed<s>`` with a
-    metrics.jsonl), grouped by (data, loss, packing, epochs the run is meant to reach): the last
-    logged epoch of each seed. A finished run's metrics.json gives its data and loss; otherwise the
-    folder name's data (default grid25) and ns-gan (the loss of PacGAN's GAN and PacGANm rows)."""
+    """PacGAN-protocol runs under ``root`` (folders ``[<data>-](e<epochs>|full)-pack<m>-seed<s>`` with a
+    metrics.jsonl; ``full``: all PACGAN_EPOCHS), grouped by (data, loss, packing, epochs the run is meant
+    to reach): the last logged epoch of each seed. A finished run's metrics.json gives its data, loss,
+    seed, epochs and packing; otherwise the folder name's (data default grid25) and ns-gan (the loss of
+    PacGAN's GAN and PacGANm rows). A line being written (not yet valid JSON) is skipped."""
     groups: dict[tuple, dict] = {}
     for folder in sorted(Path(root).glob("*")) if Path(root).is_dir() else []:
         match, log = _RUN_NAME.match(folder.name), folder / "metrics.jsonl"
         if match is None or not log.exists():
             continue
-        lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+        lines = []
+        for x in log.read_text().splitlines():
+            try:
+                lines.append(json.loads(x))
+            except json.JSONDecodeError:
+                continue
         if not lines:
             continue
-        data, loss = match["data"] or "grid25", "ns-gan"
+        data, loss, seed = match["data"] or "grid25", "ns-gan", int(match["seed"])
+        epochs, packing = int(match["epochs"] or PACGAN_EPOCHS), int(match["packing"])
         if (folder / "metrics.json").exists():
             final = json.loads((folder / "metrics.json").read_text())
-            data, loss = final.get("data", data), final.get("settings", {}).get("loss", loss)
-        key = (data, loss, int(match["packing"]), int(match["epochs"]))
-        g = groups.setdefault(key, {"data": data, "loss": loss, "packing": key[2], "target_epochs": key[3],
+            protocol = final.get("protocol", {})
+            data, seed = final.get("data", data), final.get("seed", seed)
+            loss = final.get("settings", {}).get("loss", loss)
+            epochs, packing = protocol.get("epochs", epochs), protocol.get("packing", packing)
+        key = (data, loss, packing, epochs)
+        g = groups.setdefault(key, {"data": data, "loss": loss, "packing": packing, "target_epochs": epochs,
                                     "seeds": [], "last": []})
-        g["seeds"].append(int(match["seed"]))
+        g["seeds"].append(seed)
         g["last"].append(lines[-1])
     return list(groups.values())
 
@@ -292,7 +304,7 @@ def _describe(spec: tuple) -> str:
 
 def format_search_details(result: dict) -> str:
     """The search space, the selection rule, every trial, and each loss's selected configuration."""
-    from mmdkit.gan.tuning import COMMON_SPACE, LOSS_SPACES, as_set_args, select, space_of
+    from mmdkit.gan.tuning import COMMON_SPACE, LOSS_SPACES, SELECTION_RULE, as_set_args, select, space_of
     losses = list(result["trials"])
     out = ["### Search space", "",
            "Common axes (a loss gets those that apply to it: `lr_c`, `n_critic` and `packing` need a critic, "
@@ -312,8 +324,7 @@ def format_search_details(result: dict) -> str:
             "(`mmdkit.gan.tuning.draw`): reproducible, independent of run order. Continuous draws are "
             "rounded to 3 significant digits.", "",
             "### Trials (validation: grid25, seed " + str(result.get("validation_seed")) + ")", "",
-            "Selection rule: most modes covered, then the highest high-quality %, then the lowest reverse KL, "
-            "then the lowest trial index. **Bold**: the selected trial.", "",
+            f"Selection rule: {SELECTION_RULE}. **Bold**: the selected trial.", "",
             "| loss | trial | modes | high quality % | reverse KL | CPU s | configuration (`train` options) |",
             "|---|---|---|---|---|---|---|"]
     for name in losses:
@@ -333,29 +344,32 @@ def format_search_details(result: dict) -> str:
     return "\n".join(out)
 
 
-def _collapsed(result: dict, data: str = "grid25", min_hq: float = 0.10) -> list[str]:
-    """Losses whose report runs on ``data`` average under ``min_hq`` high-quality samples."""
+def _collapsed(result: dict, data: str = "grid25", min_hq: float = 0.10, min_modes: float = 0.5) -> list[str]:
+    """Losses whose report runs on ``data`` average under ``min_hq`` high-quality samples or cover under
+    ``min_modes`` of the modes on average (mode collapse, however sharp the modes it keeps)."""
     out = []
     for loss, runs in result.get("report", {}).items():
-        hq = [float(r["metrics"]["high_quality"]) for r in runs if r["data"] == data]
-        if hq and statistics.mean(hq) < min_hq:
+        rs = [r["metrics"] for r in runs if r["data"] == data]
+        if rs and (statistics.mean(float(m["high_quality"]) for m in rs) < min_hq
+                   or statistics.mean(m["modes_covered"] for m in rs) < min_modes * _MODES[data]):
             out.append(loss)
     return out
 
 
 def plot_tuned_samples(result: dict, path: str | Path, data: str = "grid25") -> Path | None:
-    """One panel per loss: the selected configuration's samples on ``data`` (its lowest report seed)."""
+    """One panel per loss: the selected configuration's samples on ``data`` (its lowest report seed that
+    kept them); a loss none of whose runs did (they failed) gets a panel that says so."""
     import numpy as np
 
     from mmdkit.gan.data import get_dataset
     from mmdkit.gan.plots import _limits
     from mmdkit.plotting import _pyplot
-    panels = []
+    panels = []  # (loss, the run whose samples it shows, or the lowest seed's run on data if none kept them)
     for loss, runs in result.get("report", {}).items():
-        rs = sorted((r for r in runs if r["data"] == data and r.get("samples")), key=lambda r: r["seed"])
+        rs = sorted((r for r in runs if r["data"] == data), key=lambda r: (not r.get("samples"), r["seed"]))
         if rs:
             panels.append((loss, rs[0]))
-    if not panels:
+    if not any(r.get("samples") for _, r in panels):
         return None
     plt = _pyplot()
     toy = get_dataset(data)
@@ -367,6 +381,13 @@ def plot_tuned_samples(result: dict, path: str | Path, data: str = "grid25") -> 
         ax.set_axis_off()
     for ax, (loss, r) in zip(axes.ravel(), panels):
         ax.set_axis_on()
+        if not r.get("samples"):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{loss}: no samples", fontsize=8)
+            ax.text(0.5, 0.5, "\n".join(textwrap.wrap(f"every {data} run failed: {r.get('error')}", 28)[:6]),
+                    ha="center", va="center", fontsize=6, transform=ax.transAxes)
+            continue
         X = np.clip(np.asarray(r["samples"]), lo, hi)  # points outside the window drawn on its edge
         ax.scatter(X[:, 0], X[:, 1], s=1.5, c="crimson", alpha=0.5)
         if toy.modes is not None:
@@ -379,7 +400,8 @@ def plot_tuned_samples(result: dict, path: str | Path, data: str = "grid25") -> 
         m = r["metrics"]
         ax.set_title(f"{loss}: {m['modes_covered']}/{_MODES.get(data, '?')}, "
                      f"{100 * float(m['high_quality']):.0f} %", fontsize=8)
-    fig.suptitle(f"{data}, each loss's searched configuration, seed {panels[0][1]['seed']} "
+    shown = sorted({r["seed"] for _, r in panels if r.get("samples")})
+    fig.suptitle(f"{data}, each loss's searched configuration, seed {', '.join(map(str, shown))} "
                  "(points outside the window on its edge)", fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -392,6 +414,7 @@ def write_tuning_md(result: dict, out_md: str | Path, command: str = "", pacgan_
                     "bench/gan_runs/pacgan", plot: bool = True, jobs: int = 1) -> str:
     """Write the equal-budget section at the top of ``out_md`` (replacing an earlier one, keeping the rest
     of the file below it) and the samples plot next to it; returns the section."""
+    from mmdkit.gan.tuning import SELECTION_RULE
     out_md = Path(out_md)
     plot_path = out_md.with_name("GAN_SAMPLES_grid25.png")
     drawn = plot_tuned_samples(result, plot_path) if plot else None
@@ -408,8 +431,8 @@ def write_tuning_md(result: dict, out_md: str | Path, command: str = "", pacgan_
         f"loss): every loss gets {result.get('n_trials')} random configurations (trials) from the one space "
         f"below; a trial is one fast-protocol run ({result.get('steps')} generator steps, the shared generator "
         f"MLP {G_LAYERS} linear maps x {G_HIDDEN} units, both learning rates decaying linearly to 0) on grid25, "
-        f"seed {result.get('validation_seed')} (validation). The trial with the most modes, then the highest "
-        f"high-quality %, then the lowest reverse KL is selected, and its configuration is trained on the fresh "
+        f"seed {result.get('validation_seed')} (validation). The selected trial ({SELECTION_RULE}) has its "
+        f"configuration trained on the fresh "
         f"seeds {seeds} of {toys}: the loss rows below are those seeds, mean ± standard error. `CPU s` is the "
         "CPU time of the loss's whole search plus its seeds (one torch thread per run).",
         "",
@@ -421,7 +444,8 @@ def write_tuning_md(result: dict, out_md: str | Path, command: str = "", pacgan_
         format_tuning_table(result, pacgan_rows(pacgan_root) if pacgan_root is not None else []),
     ]
     if collapsed:
-        head += ["", f"Still collapsed after the search (mean grid25 high quality under 10 %): "
+        head += ["", f"Still collapsed after the search (on grid25, a mean high quality under 10 % or under half "
+                     f"the modes covered): "
                      f"{', '.join(collapsed)}. Each one's {result.get('n_trials')} trials are listed below: "
                      "a finding under this budget, not an untuned default."]
     if drawn is not None:

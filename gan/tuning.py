@@ -16,8 +16,10 @@ Protocol
   3000 generator steps, the shared generator, linear learning-rate decay) on
   the validation seed (100) on grid25. Its metrics are written to
   ``<cache>/<loss>/trial<t>.json`` as it finishes; a rerun skips what exists.
-- Selection (:func:`select`): most modes covered, then the highest
-  high-quality fraction, then the lowest reverse KL, then the lowest trial index.
+- Selection (:func:`select`, :data:`SELECTION_RULE`): a run that did not
+  fail, then the largest modes covered x high-quality fraction, then most
+  modes, the highest high-quality fraction, the lowest reverse KL and the
+  lowest trial index.
 - Report: the selected configuration on fresh seeds (0, 1, 2) on ring8 and
   grid25, cached as ``<cache>/<loss>/report/<data>-seed<s>.json``.
 
@@ -46,14 +48,14 @@ from mmdkit.gan.losses import LOSSES, GANLoss, get_loss
 from mmdkit.gan.trainer import _jsonable, train
 
 __all__ = ["COMMON_SPACE", "LOSS_SPACES", "space_of", "draw", "configured_loss", "as_set_args", "select",
-           "selection_key", "run_tuning", "VALIDATION_SEED", "VALIDATION_DATA", "REPORT_SEEDS", "REPORT_DATA",
-           "STEPS", "CACHE"]
+           "selection_key", "SELECTION_RULE", "run_tuning", "VALIDATION_SEED", "VALIDATION_DATA", "REPORT_SEEDS",
+           "REPORT_DATA", "STEPS", "CACHE"]
 
 STEPS = 3000  # generator steps of the fast protocol
 VALIDATION_SEED, VALIDATION_DATA = 100, "grid25"
 REPORT_SEEDS, REPORT_DATA = (0, 1, 2), ("ring8", "grid25")
 CACHE = Path("bench/gan_tuning")
-PLOT_POINTS = 1000  # generated points kept (3 decimals) in the grid25 report record of the first seed (the plot)
+PLOT_POINTS = 1000  # generated points kept (3 decimals) in each grid25 report record (the samples plot)
 
 # An axis is (kind, ...): ("log-uniform", lo, hi), ("uniform", lo, hi), ("neg-log-uniform", lo, hi)
 # (minus a log-uniform draw), or ("choice", options). A key is a setting of the loss (a field of its
@@ -205,16 +207,26 @@ def _float(x) -> float:
     return float("inf") if math.isnan(x) else x
 
 
+SELECTION_RULE = (
+    "a run that did not fail, then the largest product of modes covered and high-quality fraction (a generator "
+    "that spreads its mass over the plane covers modes by chance with a few % of high-quality samples, one "
+    "collapsed onto a few modes covers few: both score low), then the most modes, the highest high-quality %, "
+    "the lowest reverse KL, and the lowest trial index")
+
+
 def selection_key(record: dict) -> tuple:
-    """Larger is better: (modes covered, high-quality fraction, -reverse KL, -trial)."""
+    """Larger is better (:data:`SELECTION_RULE`): (no error, modes x high-quality fraction, modes,
+    high-quality fraction, -reverse KL, -trial)."""
     m = record["metrics"]
     hq = _float(m.get("high_quality", 0.0))
-    return (int(m.get("modes_covered") or 0), -1.0 if math.isinf(hq) else hq,
-            -_float(m.get("reverse_kl")), -int(record.get("trial", 0)))
+    hq = -1.0 if math.isinf(hq) else hq
+    modes = int(m.get("modes_covered") or 0)
+    return (record.get("error") is None, modes * max(hq, 0.0), modes, hq, -_float(m.get("reverse_kl")),
+            -int(record.get("trial", 0)))
 
 
 def select(records: list[dict]) -> dict:
-    """The selected trial: most modes, then highest high-quality %, then lowest reverse KL, then lowest index."""
+    """The selected trial, the largest :func:`selection_key` (:data:`SELECTION_RULE`)."""
     if not records:
         raise ValueError("`records` must hold at least one trial")
     return max(records, key=selection_key)
@@ -244,6 +256,8 @@ def _cached(job: dict) -> dict | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text())
+    if job.get("keep_samples") and "samples" not in record and record.get("error") is None:
+        return None  # made without the samples the plot needs
     if not _matches(record, job):
         if job["kind"] == "report":
             return None
@@ -270,7 +284,9 @@ def run_job(job: dict) -> dict:
         samples = m.get("samples")
         if samples is not None and job.get("keep_samples"):
             record["samples"] = [[round(float(a), 3), round(float(b), 3)] for a, b in samples[:PLOT_POINTS].tolist()]
-    except Exception as e:  # a configuration that fails is a trial with the worst metrics, recorded as such
+    except (ValueError, RuntimeError, ArithmeticError) as e:
+        # a configuration that fails (rejected settings, non-finite samples, a diverged step) is a trial with
+        # the worst metrics, recorded as such; any other exception is a bug of the harness and propagates
         record.update(metrics={"modes_covered": 0, "high_quality": 0.0, "reverse_kl": float("inf"),
                                "mmd2_heldout": float("nan"), "cpu_seconds": time.process_time() - c0,
                                "seconds": time.perf_counter() - t0},
@@ -334,7 +350,7 @@ def run_tuning(losses=None, trials: int = 10, jobs: int = 1, steps: int = STEPS,
     ``metrics`` (modes_covered, high_quality, reverse_kl, mmd2_heldout, cpu_seconds, ...), the loss's
     ``settings`` as run and ``error`` (None, or why the run failed: it then counts with 0 modes).
     """
-    losses = list(losses or LOSSES)
+    losses = list(dict.fromkeys(losses or LOSSES))  # each once: a repeated name would train its runs twice
     for name in losses:
         space_of(name)  # raises on an unknown loss
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
@@ -350,10 +366,9 @@ def run_tuning(losses=None, trials: int = 10, jobs: int = 1, steps: int = STEPS,
     if not report:
         return out
     out["selected"] = {name: select(out["trials"][name]) for name in losses}
-    plot_seed = min(report_seeds)  # its grid25 run keeps PLOT_POINTS samples for the samples plot
     plan = [_job("report", name, out["selected"][name]["config"], data, seed, steps, eval_samples,
                  cache / name / "report" / f"{data}-seed{seed}.json",
-                 keep_samples=data == "grid25" and seed == plot_seed)
+                 keep_samples=data == "grid25")  # PLOT_POINTS samples: the plot takes the lowest seed that has them
             for name in losses for data in report_data for seed in report_seeds]
     done = _run_all(plan, jobs, progress, "seeds")
     out["report"] = {name: [r for r in done if r["loss"] == name] for name in losses}

@@ -86,20 +86,43 @@ def test_as_set_args_round_trips_through_the_cli_parser():
 
 # ------------------------------------------------------------------ selection
 
-def _rec(trial, modes, hq, rkl):
-    return {"trial": trial, "metrics": {"modes_covered": modes, "high_quality": hq, "reverse_kl": rkl}}
+def _rec(trial, modes, hq, rkl, error=None):
+    return {"trial": trial, "error": error,
+            "metrics": {"modes_covered": modes, "high_quality": hq, "reverse_kl": rkl}}
 
 
 @pytest.mark.parametrize("records, best", [
-    ([_rec(0, 24, 0.99, 0.01), _rec(1, 25, 0.10, 0.5)], 1),                      # modes first
-    ([_rec(0, 25, 0.50, 0.01), _rec(1, 25, 0.60, 0.5)], 1),                      # then high quality
+    # a diffuse blob (uniform on [-5, 5]^2 scores 22 modes at 2.2 %, reverse KL 0.26) against a sharp
+    # generator on 20 modes (99.3 %, 0.23): modes first would take the blob
+    ([_rec(0, 22, 0.022, 0.26), _rec(1, 20, 0.993, 0.23)], 1),
+    ([_rec(0, 25, 0.02, 0.3), _rec(1, 1, 1.0, 0.0)], 1),                         # 25 x 0.02 < 1 x 1.0
+    ([_rec(0, 24, 0.99, 0.01), _rec(1, 25, 0.10, 0.5)], 0),                      # the product, not modes alone
+    ([_rec(0, 20, 0.50, 0.01), _rec(1, 25, 0.40, 0.5)], 1),                      # equal product: more modes
     ([_rec(0, 25, 0.60, 0.05), _rec(1, 25, 0.60, 0.02), _rec(2, 25, 0.6, 0.03)], 1),  # then reverse KL
     ([_rec(0, 3, 0.2, 0.1), _rec(1, 3, 0.2, 0.1)], 0),                           # then the lowest index
     ([_rec(0, 0, 0.0, "inf"), _rec(1, 0, 0.0, float("nan")), _rec(2, 1, 0.0, 3.2)], 2),  # inf/nan from JSON
     ([_rec(0, 0, 0.0, "inf"), _rec(1, 0, 0.0, 2.0)], 1),
-], ids=["modes", "high-quality", "reverse-kl", "tie-lowest-trial", "inf-nan", "finite-beats-inf"])
+    ([_rec(0, 0, 0.0, "inf", error="ValueError: X contains NaN"), _rec(1, 0, 0.0, "inf")], 1),  # a run over a failure
+], ids=["blob", "collapse-vs-blob", "product", "product-tie-modes", "reverse-kl", "tie-lowest-trial", "inf-nan",
+        "finite-beats-inf", "failed-last"])
 def test_selection_rule(records, best):
     assert tuning.select(records)["trial"] == best
+
+
+def test_selection_rule_on_the_metrics_of_a_blob_and_of_sharp_modes():
+    """The blob case above, measured: the trainer's mode statistics of a uniform spread and of 20 sharp modes."""
+    import torch
+
+    from mmdkit.gan.data import get_dataset
+    from mmdkit.gan.metrics import mode_statistics
+    toy = get_dataset("grid25")
+    g = torch.Generator().manual_seed(0)
+    blob = torch.rand(2500, 2, generator=g) * 10 - 5
+    sharp = toy.modes[torch.arange(2500) % 20] + toy.std * torch.randn(2500, 2, generator=g)
+    records = [{"trial": t, "error": None, "metrics": mode_statistics(x, toy)} for t, x in enumerate((blob, sharp))]
+    assert records[0]["metrics"]["modes_covered"] > records[1]["metrics"]["modes_covered"] == 20
+    assert records[0]["metrics"]["high_quality"] < 0.05 < 0.95 < records[1]["metrics"]["high_quality"]
+    assert tuning.select(records)["trial"] == 1
 
 
 # ------------------------------------------------------------------ cached runs with a fake trainer
@@ -164,11 +187,26 @@ def test_report_runs_the_selected_configuration_on_fresh_seeds_and_a_failed_tria
     runs = result["report"]["lsgan"]
     assert sorted((r["data"], r["seed"]) for r in runs) == [(d, s) for d in ("grid25", "ring8") for s in (0, 1, 2)]
     assert all(r["config"] == best["config"] for r in runs)
-    assert [len(r.get("samples", [])) for r in runs if r["data"] == "grid25"] == [40, 0, 0]  # seed 0 keeps them
+    assert [len(r.get("samples", [])) for r in runs if r["data"] == "grid25"] == [40, 40, 40]  # for the plot
     n = len(fake.calls)
     assert n == 3 + 6
     tuning.run_tuning(["lsgan"], trials=3, cache=tmp_path, report=True, progress=False, eval_samples=40)
     assert len(fake.calls) == n
+    # a grid25 report record without its samples (the plot needs them) is rerun, the others read back
+    path = tmp_path / "lsgan" / "report" / "grid25-seed1.json"
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "samples"}))
+    tuning.run_tuning(["lsgan", "lsgan"], trials=3, cache=tmp_path, report=True, progress=False, eval_samples=40)
+    assert fake.calls[n:] == [("lsgan", "grid25", 1, best["config"]["lr_g"], best["config"]["packing"])]
+    assert "samples" in json.loads(path.read_text())
+
+
+def test_a_harness_error_stops_the_search_instead_of_counting_as_a_failed_trial(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise TypeError("train() got an unexpected keyword argument")
+    monkeypatch.setattr(tuning, "train", broken)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        tuning.run_tuning(["gan"], trials=1, cache=tmp_path, progress=False, eval_samples=40)
+    assert not (tmp_path / "gan" / "trial0.json").exists()
 
 
 def test_cli_tune_writes_the_table(tmp_path, monkeypatch):
@@ -229,6 +267,52 @@ def test_table_mean_and_standard_error_by_hand(tmp_path):
     pac4 = next(line for line in published if "PacGAN T1: PacGAN4" in line)
     grid = next(r for r in bench.PUBLISHED["grid25"] if r[0] == "PacGAN T1: PacGAN4")
     assert f"| {grid[1]} | {grid[2]} | {grid[3]} |" in pac4
+
+
+def test_pacgan_rows_read_a_full_run_from_its_metrics_and_skip_a_line_being_written(tmp_path):
+    line = {"epoch": 400, "modes_covered": 14, "high_quality": 0.95, "reverse_kl": 0.69, "cpu_seconds": 11254.0}
+    full = tmp_path / "full-pack1-seed0"
+    full.mkdir()
+    (full / "metrics.jsonl").write_text(json.dumps({**line, "epoch": 399}) + "\n" + json.dumps(line) + "\n")
+    (full / "metrics.json").write_text(json.dumps({**line, "data": "grid25", "seed": 0,
+                                                   "settings": {"loss": "ns-gan"},
+                                                   "protocol": {"epochs": 400, "packing": 1}}))
+    running = tmp_path / "e40-pack4-seed2"  # no metrics.json yet; its last line is half written
+    running.mkdir()
+    (running / "metrics.jsonl").write_text(json.dumps({**line, "epoch": 7}) + '\n{"epoch": 8, "modes_')
+    rows = {(r["packing"], r["target_epochs"]): r for r in bench.pacgan_rows(tmp_path)}
+    assert set(rows) == {(1, 400), (4, 40)}
+    assert rows[1, 400]["seeds"] == [0] and rows[1, 400]["last"] == [line] and rows[1, 400]["loss"] == "ns-gan"
+    assert rows[4, 40]["seeds"] == [2] and [r["epoch"] for r in rows[4, 40]["last"]] == [7]
+    name, budget = bench._pacgan_label(rows[1, 400])
+    assert name.startswith("*PacGAN protocol: GAN*") and budget == "400 of 400 epochs; seeds [0]"
+
+
+def _losses_report(modes_hq: dict) -> dict:
+    """A result whose report holds, per loss, three grid25 runs with these (modes, high quality) each."""
+    return {"report": {loss: [{"data": "grid25", "seed": s, "metrics": {"modes_covered": m, "high_quality": hq}}
+                              for s in range(3)] for loss, (m, hq) in modes_hq.items()}}
+
+
+def test_still_collapsed_names_a_diffuse_loss_and_a_mode_collapse():
+    result = _losses_report({"sharp": (25, 0.9), "blob": (22, 0.02), "one-mode": (1, 1.0), "half": (13, 0.9),
+                             "under-half": (12, 0.9)})
+    assert bench._collapsed(result) == ["blob", "one-mode", "under-half"]
+
+
+def test_samples_plot_has_a_panel_for_a_loss_whose_runs_failed(tmp_path):
+    pytest.importorskip("matplotlib")
+    ok = {"data": "grid25", "seed": 0, "samples": [[0.0, 0.0], [2.0, 2.0]],
+          "metrics": {"modes_covered": 2, "high_quality": 1.0}}
+    failed = [{"data": "grid25", "seed": s, "error": "ValueError: X contains NaN",
+               "metrics": {"modes_covered": 0, "high_quality": 0.0}} for s in (0, 1)]
+    path = bench.plot_tuned_samples({"report": {"gan": [ok], "rwgan": failed}}, tmp_path / "s.png")
+    assert path is not None and path.stat().st_size > 0
+    from matplotlib import pyplot as plt
+    import matplotlib.image
+    assert matplotlib.image.imread(path).shape[1] > 300  # two panels side by side
+    plt.close("all")
+    assert bench.plot_tuned_samples({"report": {"rwgan": failed}}, tmp_path / "none.png") is None
 
 
 def test_mean_se_against_statistics():

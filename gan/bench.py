@@ -418,7 +418,8 @@ def write_tuning_md(result: dict, out_md: str | Path, command: str = "", pacgan_
     out_md = Path(out_md)
     plot_path = out_md.with_name("GAN_SAMPLES_grid25.png")
     drawn = plot_tuned_samples(result, plot_path) if plot else None
-    seeds, toys = result.get("report_seeds"), result.get("report_data")
+    seeds = ", ".join(map(str, result.get("report_seeds") or []))
+    toys = " and ".join(result.get("report_data") or [])
     collapsed = _collapsed(result)
     head = [
         TUNE_BEGIN,

@@ -56,6 +56,10 @@ DESIGNS: dict[str, dict] = {
                               "batch_size": None, "engine": "close pairs refined"},
     "cramer-gan-7600-s0.05": {"loss": "cramer-gan", "steps": 7600, "settings": {"smoothing": 0.05}, "packing": 1,
                               "batch_size": None, "engine": "close pairs refined"},
+    # the s0.01 design evaluated on an exponential moving average of the generator's weights (decay 0.999):
+    # training is the same, so each run's without_ema repeats the s0.01 run of its seed
+    "cramer-gan-7600-s0.01-ema": {"loss": "cramer-gan", "steps": 7600, "settings": {"smoothing": 0.01},
+                                  "packing": 1, "batch_size": None, "engine": "close pairs refined", "ema": 0.999},
     "energy-gan-12700": {"loss": "energy-gan", "steps": 12700, "settings": {}, "packing": 1, "batch_size": None},
     "energy-gan-9800": {"loss": "energy-gan", "steps": 9800, "settings": {}, "packing": 1, "batch_size": None},
     "mmd-gan-7400": {"loss": "mmd-gan", "steps": 7400, "settings": {}, "packing": 1, "batch_size": None},
@@ -88,7 +92,7 @@ def run_one(design: str, data: str, seed: int, root: Path = ROOT) -> dict:
     out = run_dir(design, data, seed, root)
     m = train(configured_loss(spec["loss"], spec["settings"]), data, steps=spec["steps"], seed=seed, out=out,
               batch_size=spec["batch_size"], packing=spec["packing"], progress=False,
-              eval_every=max(1, spec["steps"] // 8))
+              eval_every=max(1, spec["steps"] // 8), ema=spec.get("ema"))
     m["design"] = {"name": design, **spec}
     f = out / "metrics.json"
     f.write_text(json.dumps({**json.loads(f.read_text()), "design": m["design"]}, indent=2))

@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int, default=0,
                    help="fast protocol: mode statistics every this many steps (0: never), "
                         "in metrics.json's trajectory and curves.png")
+    t.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="fast protocol: evaluate an exponential moving average of the generator's weights "
+                        "with this decay (e.g. 0.999); metrics.json's without_ema holds the trained weights'")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one of the loss's settings (repeatable), e.g. lr_c=3e-3, "
                         "critic_objective=attractive, penalty.weight=1 (values as Python literals)")
@@ -134,7 +137,7 @@ def _train(args, loss: GANLoss) -> dict:
     return train(loss, args.data, steps=steps, seed=args.seed, out=args.out, batch_size=args.batch_size,
                  instance_noise=noise, progress=not args.no_progress, eval_samples=args.eval_samples,
                  g_hidden=args.g_hidden or G_HIDDEN, g_layers=args.g_layers or G_LAYERS, packing=args.packing,
-                 eval_every=args.eval_every)
+                 eval_every=args.eval_every, ema=args.ema)
 
 
 def _train_pacgan(args, loss: GANLoss) -> dict:
@@ -142,7 +145,7 @@ def _train_pacgan(args, loss: GANLoss) -> dict:
     from mmdkit.gan.pacgan import PROTOCOLS, train_protocol
     for flag, value in (("--steps", args.steps), ("--g-hidden", args.g_hidden), ("--g-layers", args.g_layers),
                         ("--instance-noise", args.instance_noise or None),
-                        ("--eval-every", args.eval_every or None)):
+                        ("--eval-every", args.eval_every or None), ("--ema", args.ema)):
         if value is not None:
             raise ValueError(f"`{flag}` is not part of --protocol pacgan (its networks and schedule are PacGAN's; "
                              "--epochs sets the length)")

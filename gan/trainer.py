@@ -58,7 +58,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
           snapshots: int = 6, progress: bool = True, threads: int | None = 1,
           eval_samples: int = EVAL_SAMPLES, lr_decay: str = "linear", scale_output: bool = False,
           g_hidden: int = G_HIDDEN, g_layers: int = G_LAYERS, packing: int = 1,
-          return_samples: bool = False, eval_every: int = 0) -> dict:
+          return_samples: bool = False, eval_every: int = 0, ema: float | None = None) -> dict:
     """Train a generator on a toy data set with ``loss``; returns (and writes) the metrics.
 
     Parameters
@@ -99,6 +99,12 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
         with ``out``, curves.png; the CPU time they take is excluded from ``cpu_seconds``
     return_samples : also return the ``eval_samples`` generated points the metrics were computed
         on, as ``samples`` (an (eval_samples, 2) tensor; not written to metrics.json)
+    ema : decay b of an exponential moving average of the generator's weights (Yazici et al.,
+        "The unusual effectiveness of averaging in GAN training", ICLR 2019), updated after each
+        generator step, w_avg <- b w_avg + (1 - b) w (``torch.optim.swa_utils``): the metrics,
+        trajectory, snapshots and samples then come from the averaged generator, and
+        ``without_ema`` holds the final mode statistics of the trained one (mixtures). Training
+        itself is unchanged. None (default): no average
 
     Returns
     -------
@@ -146,6 +152,11 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
         raise ValueError(f"`lr_decay` must be 'linear' or 'none', got {lr_decay!r}")
     decay = (lambda s: max(0.0, 1.0 - s / steps)) if lr_decay == "linear" else (lambda s: 1.0)
     scheds = [torch.optim.lr_scheduler.LambdaLR(o, decay) for o in (opt_g, opt_c) if o is not None]
+    if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 < ema < 1):
+        raise ValueError(f"`ema` must be a decay in (0, 1) or None, got {ema!r}")
+    G_eval = G  # the generator every evaluation uses
+    if ema is not None:
+        G_eval = torch.optim.swa_utils.AveragedModel(G, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema))
     eval_g = torch.Generator().manual_seed(10_000 + seed)
     z_eval = torch.randn(eval_samples, G.z_dim, generator=eval_g)
     with torch.no_grad():
@@ -164,11 +175,11 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     for step in bar:
         if step in snap_at:
             with torch.no_grad():
-                snaps[step] = G(z_eval[:1000]).clone()
+                snaps[step] = G_eval(z_eval[:1000]).clone()
         if eval_every and data.modes is not None and step % eval_every == 0:
             e0 = time.process_time()
             with torch.no_grad():
-                trajectory.append({"step": step, **mode_statistics(G(z_eval), data)})
+                trajectory.append({"step": step, **mode_statistics(G_eval(z_eval), data)})
             eval_cpu += time.process_time() - e0
         if step == steps:
             break
@@ -196,6 +207,8 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
         opt_g.zero_grad(set_to_none=True)
         lg.backward()
         opt_g.step()
+        if ema is not None:
+            G_eval.update_parameters(G)
         for sch in scheds:
             sch.step()
         if C is not None:
@@ -209,12 +222,15 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
                 bar.set_postfix(critic=f"{float(lc.detach()):.3g}", gen=f"{float(lg.detach()):.3g}")
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0 - eval_cpu
     with torch.no_grad():
-        samples = G(z_eval)
+        samples = G_eval(z_eval)
+        trained = G(z_eval) if ema is not None and data.modes is not None else None
     metrics = evaluate(samples, data, torch.Generator().manual_seed(20_000 + seed))
+    if trained is not None:
+        metrics["without_ema"] = mode_statistics(trained, data)
     metrics.update({"mmd2_heldout_init": init["mmd2_heldout"], "steps": steps, "seconds": seconds,
                     "cpu_seconds": cpu_seconds,
                     "seed": seed, "data": data.name, "batch_size": batch_size, "eval_samples": eval_samples,
-                    "lr_decay": lr_decay, "scale_output": scale_output,
+                    "lr_decay": lr_decay, "scale_output": scale_output, "ema": ema,
                     "generator": {"hidden": g_hidden, "layers": g_layers, "z_dim": G.z_dim}, "packing": packing,
                     "instance_noise": None if instance_noise is None else vars(instance_noise),
                     "settings": loss.settings(), "loss_state": loss.state_dict()})

@@ -34,8 +34,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="fast: this package's (--steps generator steps, the shared MLP generator); pacgan: "
                         "PacGAN's synthetic-data setup (their networks, Adam 1e-4 / 0.8, batch 100, 400 epochs of "
                         "100 000 samples, simultaneous updates), checkpointed and resumable in --out")
-    t.add_argument("--packing", type=int, default=1,
-                   help="the critic sees this many samples concatenated (PacGAN); any loss with a critic")
+    t.add_argument("--packing", type=int, default=None,
+                   help="the critic sees this many samples concatenated (PacGAN); any loss with a critic "
+                        "(default: the loss's own packing setting in the fast protocol, 1 in --protocol pacgan)")
     t.add_argument("--steps", type=int, default=None, help="generator steps (fast protocol; default 3000)")
     t.add_argument("--epochs", type=int, default=None, help="epochs (pacgan protocol; default 400)")
     t.add_argument("--checkpoint-minutes", type=float, default=10.0,
@@ -149,7 +150,7 @@ def _train_pacgan(args, loss: GANLoss) -> dict:
         if value is not None:
             raise ValueError(f"`{flag}` is not part of --protocol pacgan (its networks and schedule are PacGAN's; "
                              "--epochs sets the length)")
-    changes = {"packing": args.packing, "eval_samples": args.eval_samples}
+    changes = {"packing": 1 if args.packing is None else args.packing, "eval_samples": args.eval_samples}
     if args.epochs is not None:
         changes["epochs"] = args.epochs
     if args.batch_size is not None:

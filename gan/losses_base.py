@@ -55,6 +55,7 @@ class GANLoss:
     clip: WeightClip | None = None
     penalty: GradientPenalty | None = None
     batch_size: int | None = None  # real points per step; None: the trainer's default
+    packing: int = 1  # m: the critic sees rows of m samples (PacGAN); the fast trainer's default packing
 
     def __post_init__(self):
         self.reset_state()

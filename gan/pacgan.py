@@ -172,7 +172,9 @@ class _Run:
 
     def __init__(self, loss: GANLoss, data: ToyData, protocol: PacGANProtocol, seed: int):
         from mmdkit.gan.trainer import for_data
-        self.loss, self.data, self.protocol, self.seed = for_data(loss, data), data, protocol, seed
+        # the protocol's packing, recorded in the loss's settings as well
+        loss = dataclasses.replace(for_data(loss, data), packing=protocol.packing)
+        self.loss, self.data, self.protocol, self.seed = loss, data, protocol, seed
         self.real = packed_dataset(data, protocol.num_samples, protocol.packing, _seeded(seed, 0))
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -191,7 +193,10 @@ class _Run:
     def identity(self) -> dict:
         """What a checkpoint must agree on to be resumed (everything but the number of epochs)."""
         protocol = {k: v for k, v in asdict(self.protocol).items() if k != "epochs"}
-        return json.loads(json.dumps({"protocol": protocol, "settings": self.loss.settings(), "seed": self.seed,
+        # packing is the protocol's (above); leaving the loss's copy out keeps checkpoints made before the
+        # loss had that setting resumable
+        settings = {k: v for k, v in self.loss.settings().items() if k != "packing"}
+        return json.loads(json.dumps({"protocol": protocol, "settings": settings, "seed": self.seed,
                                       "data": self.data.name}))
 
     def state_dict(self) -> dict:

@@ -57,7 +57,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
           out: str | Path | None = None, batch_size: int | None = None, instance_noise: InstanceNoise | None = None,
           snapshots: int = 6, progress: bool = True, threads: int | None = 1,
           eval_samples: int = EVAL_SAMPLES, lr_decay: str = "linear", scale_output: bool = False,
-          g_hidden: int = G_HIDDEN, g_layers: int = G_LAYERS, packing: int = 1,
+          g_hidden: int = G_HIDDEN, g_layers: int = G_LAYERS, packing: int | None = None,
           return_samples: bool = False, eval_every: int = 0, ema: float | None = None) -> dict:
     """Train a generator on a toy data set with ``loss``; returns (and writes) the metrics.
 
@@ -84,8 +84,9 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
         concatenated, (n, d) batches as (n / m, m d) rows of m consecutive samples, so every
         critic-based loss runs unchanged on the packed rows (its critic has m d inputs; a
         gradient penalty interpolates packed rows). ``batch_size`` (points) must be a multiple
-        of m; 1 (default) is no packing; a loss without a critic (gmmn) takes only 1. No
-        critic.png for m > 1 (the critic is not a function on the plane)
+        of m; 1 is no packing; a loss without a critic (gmmn) takes only 1. None (default): the
+        loss's own ``packing`` setting (1 unless configured); the run's packing is recorded in
+        ``settings``. No critic.png for m > 1 (the critic is not a function on the plane)
     snapshots : how many sample snapshots over time go into samples.png
     progress : show a tqdm progress bar
     eval_samples : generated points the metrics use (2500, the benchmark tables' count;
@@ -131,12 +132,15 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
     data = get_dataset(data) if isinstance(data, str) else data
     loss = for_data(loss, data)
     batch_size = batch_size or loss.batch_size or BATCH_SIZE
+    packing = loss.packing if packing is None else packing
     if isinstance(packing, bool) or not isinstance(packing, int) or packing < 1:
         raise ValueError(f"--packing must be a positive integer, got {packing!r}")
     if packing > 1 and loss.critic_type == "none":
         raise ValueError(f"--packing applies to losses with a critic; {loss.name} has none (use --packing 1)")
     if batch_size % packing:
         raise ValueError(f"--packing {packing} must divide the batch size (points per step), got {batch_size}")
+    if packing != loss.packing:
+        loss = dataclasses.replace(loss, packing=packing)  # settings() records what the run used
     pack = (lambda x: x.reshape(-1, packing * x.shape[1])) if packing > 1 else (lambda x: x)
     old_threads = torch.get_num_threads()
     if threads is not None:

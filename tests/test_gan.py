@@ -554,6 +554,21 @@ def test_cli_ema_reaches_the_trainer(tmp_path):
     assert m["ema"] == 0.5 and set(m["without_ema"]) >= {"modes_covered", "high_quality", "reverse_kl"}
 
 
+def test_a_losss_packing_setting_is_the_trainers_default():
+    from mmdkit.gan.losses import get_loss
+    from mmdkit.gan.trainer import train
+    kw = {"steps": 2, "seed": 0, "batch_size": 32, "progress": False, "eval_samples": 100}
+    packed = train(get_loss("wgan-gp", packing=2), "ring8", **kw)
+    assert packed["packing"] == 2 and packed["settings"]["packing"] == 2
+    explicit = train(get_loss("wgan-gp"), "ring8", packing=2, **kw)  # the same run, asked for by the caller
+    assert explicit["settings"]["packing"] == 2 and explicit["mmd2_heldout"] == packed["mmd2_heldout"]
+    override = train(get_loss("wgan-gp", packing=2), "ring8", packing=1, **kw)
+    assert override["packing"] == 1 and override["settings"]["packing"] == 1
+    assert override["mmd2_heldout"] != packed["mmd2_heldout"]
+    with pytest.raises(ValueError, match="--packing applies to losses with a critic"):
+        train(get_loss("gmmn", packing=2), "ring8", **kw)
+
+
 def test_same_seed_same_result():
     from mmdkit.gan.trainer import train
     a = train("wgan-gp", "ring8", steps=5, seed=11, batch_size=32, progress=False, eval_samples=300)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from mmdkit.gan.losses import LOSSES, get_loss
-from mmdkit.gan.pacgan import PacGANProtocol
+from mmdkit.gan.pacgan import PacGANProtocol, read_log
 from mmdkit.gan.trainer import BATCH_SIZE, G_HIDDEN, G_LAYERS, _jsonable, train
 
 __all__ = ["run_bench", "PUBLISHED", "format_table", "format_targets", "MMD_FAMILY", "mean_se", "pacgan_rows",
@@ -221,12 +221,7 @@ def pacgan_rows(root: str | Path = "bench/gan_runs/pacgan") -> list[dict]:
         match, log = _RUN_NAME.match(folder.name), folder / "metrics.jsonl"
         if match is None or not log.exists():
             continue
-        lines = []
-        for x in log.read_text().splitlines():
-            try:
-                lines.append(json.loads(x))
-            except json.JSONDecodeError:
-                continue
+        lines = read_log(log)
         if not lines:
             continue
         data, loss, seed = match["data"] or "grid25", "ns-gan", int(match["seed"])

@@ -79,7 +79,7 @@ from mmdkit.gan.models import AutoencoderCritic, MaxoutCritic, PacGANGenerator
 from mmdkit.gan.trainer import _jsonable
 
 __all__ = ["PacGANProtocol", "PROTOCOLS", "packed_dataset", "make_networks", "train_protocol",
-           "time_iterations"]
+           "time_iterations", "read_log"]
 
 CHECKPOINT, LOG, METRICS = "checkpoint.pt", "metrics.jsonl", "metrics.json"
 
@@ -302,12 +302,16 @@ def _save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _read_log(path: Path, upto: int) -> list[dict]:
-    """The JSONL records of epochs <= ``upto`` (later ones were written after the last checkpoint)."""
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["epoch"] <= upto]
+def read_log(path: Path, upto: int | None = None) -> list[dict]:
+    """The JSONL records of a run's log, of epochs <= ``upto`` if given (later ones were written after
+    the last checkpoint); a line still being written (not yet valid JSON) is skipped."""
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return [r for r in rows if upto is None or r["epoch"] <= upto]
 
 
 def train_protocol(loss: GANLoss | str, data: ToyData | str = "grid25", protocol: PacGANProtocol | None = None,
@@ -378,7 +382,7 @@ def train_protocol(loss: GANLoss | str, data: ToyData | str = "grid25", protocol
             out.mkdir(parents=True, exist_ok=True)
             if (out / CHECKPOINT).exists():
                 run.load_state_dict(torch.load(out / CHECKPOINT, weights_only=True), out / CHECKPOINT)
-                history = _read_log(out / LOG, run.epoch)
+                history = read_log(out / LOG, run.epoch)
                 (out / LOG).write_text("".join(json.dumps(r) + "\n" for r in history))
         t_call = t_ck = time.perf_counter()
         stopped = False

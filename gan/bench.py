@@ -263,6 +263,7 @@ def format_tuning_table(result: dict, pacgan: list[dict] | None = None) -> str:
     """The leading table: each loss's selected configuration over its report seeds (mean ± s.e.) on
     both toys with the CPU seconds of its whole search and seeds, then PacGAN-protocol rows, then the
     published rows (:data:`PUBLISHED`)."""
+    from mmdkit.gan.tuning import PRIOR_TRIAL
     cols = " | ".join(f"{d} modes (of {_MODES[d]}) | {d} high quality % | {d} reverse KL" for d in TOYS)
     lines = [f"| loss | {cols} | CPU s (search + seeds) | budget |", "|---" * (2 + 3 * len(TOYS) + 1) + "|"]
     n_trials = result.get("n_trials")
@@ -271,8 +272,10 @@ def format_tuning_table(result: dict, pacgan: list[dict] | None = None) -> str:
         flat = [{"data": r["data"], **r["metrics"]} for r in runs]
         cpu = sum(float(r["metrics"]["cpu_seconds"]) for r in trials + runs)
         seeds = sorted({r["seed"] for r in runs})
+        random = n_trials or sum(r.get("trial") != PRIOR_TRIAL for r in trials)
+        prior = " + prior" if any(r.get("trial") == PRIOR_TRIAL for r in trials) else ""
         lines.append(f"| {loss} | {' | '.join(c for d in TOYS for c in _cells(flat, d))} | {cpu:.0f} "
-                     f"| {n_trials or len(trials)} trials, seeds {seeds} |")
+                     f"| {random} trials{prior}, seeds {seeds} |")
     for row in pacgan or []:
         name, budget = _pacgan_label(row)
         flat = [{"data": row["data"], **r} for r in row["last"]]
@@ -332,7 +335,7 @@ def format_search_details(result: dict) -> str:
                        f"| {100 * float(m['high_quality']):.1f} | {float(m['reverse_kl']):.3g} "
                        f"| {float(m['cpu_seconds']):.0f} | `{as_set_args(r['config'])}`{err} |")
     if result.get("selected"):
-        out += ["", "### Selected configurations (the defaults each loss should ship with)", "",
+        out += ["", "### Selected configurations (each loss's defaults: `train --loss <loss>` alone runs them)", "",
                 "| loss | trial | `python -m mmdkit.gan train --loss <loss>` options |", "|---|---|---|"]
         for name, r in result["selected"].items():
             out.append(f"| {name} | {r['trial']} | `{as_set_args(r['config'])}` |")
@@ -425,7 +428,10 @@ def write_tuning_md(result: dict, out_md: str | Path, command: str = "", pacgan_
         f"({platform.processor() or platform.machine()}, torch {torch.__version__}, 1 torch thread per run, "
         f"{jobs} run(s) at a time). Protocol (Lucic et al., NeurIPS 2018: random search, the same budget per "
         f"loss): every loss gets {result.get('n_trials')} random configurations (trials) from the one space "
-        f"below; a trial is one fast-protocol run ({result.get('steps')} generator steps, the shared generator "
+        f"below, and one more trial, \"prior\", with the configuration it shipped with before the search "
+        f"(`mmdkit.gan.tuning.PRIOR`: its paper's settings for most baselines, settings tuned by hand on this "
+        f"protocol for the MMD/energy losses); a trial is one fast-protocol run "
+        f"({result.get('steps')} generator steps, the shared generator "
         f"MLP {G_LAYERS} linear maps x {G_HIDDEN} units, both learning rates decaying linearly to 0) on grid25, "
         f"seed {result.get('validation_seed')} (validation). The selected trial ({SELECTION_RULE}) has its "
         f"configuration trained on the fresh "

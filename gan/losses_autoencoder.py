@@ -60,11 +60,16 @@ class EBGAN(GANLoss):
     name: ClassVar[str] = "ebgan"
     critic_type: ClassVar[str] = "autoencoder"
     critic_dim: int = 16
-    margin: float = 0.05
     data_scale: float = 1.0
-    pt_weight: float = 0.1
-    lr_g: float = 1e-4
-    lr_c: float = 1e-4
+    # defaults: the equal-budget search's selected trial 9 (bench/GAN_RESULTS.md); before it: tuning.PRIOR
+    margin: float = 0.711
+    pt_weight: float = 0.326
+    n_critic: int = 5
+    lr_g: float = 8.39e-4
+    lr_c: float = 1.41e-3
+    betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int | None = 256
+    packing: int = 1
 
     @property
     def m(self) -> float:
@@ -101,11 +106,11 @@ class BEGAN(GANLoss):
         k_{t+1} = clip(k_t + lambda_k (gamma L(x) - L(G(z_G))), 0, 1),
         M_global = L(x) + |gamma L(x) - L(G(z_G))|   (the convergence measure),
 
-    Defaults here: gamma = 1 (the top of the paper's range [0.3, 1], most
-    diversity), lambda_k = 1e-2 (ten times the paper's 1e-3, so that k can move
-    within a run of a few thousand steps), k_0 = 0, Adam lr 3e-4 (the paper's:
-    1e-4), code size 8. How the learning rate was chosen: bench/GAN_RESULTS.md,
-    section "BEGAN learning rate". Here k and
+    Defaults here (kept by the equal-budget search, bench/GAN_RESULTS.md):
+    gamma = 1 (the top of the paper's range [0.3, 1], most diversity),
+    lambda_k = 1e-2 (ten times the paper's 1e-3, so that k can move within a
+    run of a few thousand steps), k_0 = 0, Adam lr 3e-4 (the paper's: 1e-4),
+    code size 8. Here k and
     M_global are updated after each critic step from that step's batches
     (L(G(z)) of the critic's fake batch stands for L(G(z_G))). ``k`` is k_0 as
     configured; the running k and the last M_global are ``state``
@@ -121,9 +126,10 @@ class BEGAN(GANLoss):
     name: ClassVar[str] = "began"
     critic_type: ClassVar[str] = "autoencoder"
     critic_dim: int = 8
+    k: float = 0.0
+    # defaults: the equal-budget search kept this prior configuration (tuning.PRIOR; bench/GAN_RESULTS.md)
     gamma: float = 1.0
     lambda_k: float = 1e-2
-    k: float = 0.0
     lr_g: float = 3e-4
     lr_c: float = 3e-4
 
@@ -179,9 +185,11 @@ class MAGAN(EBGAN):
     then m is set) and after every ``update_every`` critic steps is lowered to
     the window's mean real energy E_real when E_real < m and the window's total
     real energy is below its total fake energy (S_real < S_fake): m never grows.
-    Defaults: warmup = update_every = 20 critic steps, Adam lr 1e-3, and a code of
-    size 1: on 2-D data a wider code lets the autoencoder learn the identity, so
+    A code of size 1: on 2-D data a wider code lets the autoencoder learn the identity, so
     every point (fake ones too) gets energy ~0 and the generator no signal.
+    ``warmup``, ``update_every``, the learning rates, critic steps, batch and
+    packing are the equal-budget search's selection (bench/GAN_RESULTS.md;
+    before it, ``mmdkit.gan.tuning.PRIOR["magan"]``: 20, 20, Adam lr 1e-3).
     ``margin`` is the margin as configured (0: set at the end of the warm-up);
     the running margin, critic-step count and window sums are ``state``
     (:class:`MAGANState`).
@@ -195,11 +203,16 @@ class MAGAN(EBGAN):
     name: ClassVar[str] = "magan"
     critic_dim: int = 1
     pt_weight: float = 0.0
-    warmup: int = 20
-    update_every: int = 20
     margin: float = 0.0
-    lr_g: float = 1e-3
-    lr_c: float = 1e-3
+    # defaults: the equal-budget search's selected trial 5 (bench/GAN_RESULTS.md); before it: tuning.PRIOR
+    warmup: int = 100
+    update_every: int = 20
+    n_critic: int = 5
+    lr_g: float = 6.82e-3
+    lr_c: float = 1.44e-3
+    betas: tuple[float, float] = (0.5, 0.9)
+    batch_size: int | None = 512
+    packing: int = 4
 
     def initial_state(self) -> MAGANState:
         return MAGANState(margin=self.margin)

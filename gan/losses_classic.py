@@ -33,8 +33,13 @@ class MinimaxGAN(GANLoss):
 
     name: ClassVar[str] = "gan"
     outputs_only: ClassVar[bool] = True
-    lr_g: float = 1e-4
-    lr_c: float = 1e-4
+    # defaults: the equal-budget search's selected trial 7 (bench/GAN_RESULTS.md); before it: tuning.PRIOR
+    n_critic: int = 5
+    lr_g: float = 1.4e-4
+    lr_c: float = 1.75e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int | None = 256
+    packing: int = 4
 
     def critic_value(self, f_real, f_fake):
         return F.softplus(-f_real).mean() + F.softplus(f_fake).mean()
@@ -58,6 +63,13 @@ class NSGAN(MinimaxGAN):
     """
 
     name: ClassVar[str] = "ns-gan"
+    # defaults: the equal-budget search's selected trial 9 (bench/GAN_RESULTS.md); before it: tuning.PRIOR
+    n_critic: int = 1
+    lr_g: float = 3.29e-4
+    lr_c: float = 3.39e-3
+    betas: tuple[float, float] = (0.5, 0.9)
+    batch_size: int | None = 256
+    packing: int = 1
 
     def generator_value(self, f_fake):
         return F.softplus(-f_fake).mean()
@@ -77,8 +89,13 @@ class LSGAN(GANLoss):
 
     name: ClassVar[str] = "lsgan"
     outputs_only: ClassVar[bool] = True
-    lr_g: float = 1e-4
-    lr_c: float = 1e-4
+    # defaults: the equal-budget search's selected trial 2 (bench/GAN_RESULTS.md); before it: tuning.PRIOR
+    n_critic: int = 2
+    lr_g: float = 1.98e-4
+    lr_c: float = 6.83e-3
+    betas: tuple[float, float] = (0.5, 0.9)
+    batch_size: int | None = 512
+    packing: int = 2
 
     def critic_value(self, f_real, f_fake):
         return 0.5 * ((f_real - 1) ** 2).mean() + 0.5 * (f_fake ** 2).mean()

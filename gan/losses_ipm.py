@@ -24,7 +24,9 @@ __all__ = ["WGAN", "WGANGP", "FisherGAN", "FisherState", "McGAN", "RWGAN", "breg
 class WGAN(GANLoss):
     r"""Wasserstein GAN: L_C = E f(G z) - E f(x), L_G = -E f(G z), weights clipped to [-0.01, 0.01].
 
-    RMSProp, lr 5e-5, 5 critic steps per generator step (the paper's defaults).
+    The paper's settings (RMSProp, lr 5e-5, 5 critic steps per generator
+    step, clip 0.01) are ``mmdkit.gan.tuning.PRIOR["wgan"]``; the defaults are
+    the equal-budget search's selected configuration (bench/GAN_RESULTS.md).
 
     References
     ----------
@@ -33,11 +35,14 @@ class WGAN(GANLoss):
 
     name: ClassVar[str] = "wgan"
     outputs_only: ClassVar[bool] = True
-    n_critic: int = 5
     optimizer: str = "rmsprop"
-    lr_g: float = 5e-5
-    lr_c: float = 5e-5
-    clip: WeightClip | None = field(default_factory=lambda: WeightClip(0.01))
+    # defaults: the equal-budget search's selected trial 5 (bench/GAN_RESULTS.md); before it: tuning.PRIOR
+    n_critic: int = 1
+    lr_g: float = 2.68e-4
+    lr_c: float = 4.43e-4
+    batch_size: int | None = 256
+    packing: int = 2
+    clip: WeightClip | None = field(default_factory=lambda: WeightClip(0.0298))
 
     def critic_value(self, f_real, f_fake):
         return f_fake.mean() - f_real.mean()
@@ -50,9 +55,10 @@ class WGAN(GANLoss):
 class WGANGP(WGAN):
     r"""WGAN-GP: the WGAN losses with the gradient penalty 10 E(||grad f(x_hat)|| - 1)^2.
 
-    Adam (lr 1e-4, betas (0.5, 0.9)), 5 critic steps, no clipping (the paper's
-    settings). Higher learning rates on grid25: bench/GAN_RESULTS.md, section
-    "wgan-gp at higher learning rates".
+    No clipping. The paper's settings (Adam lr 1e-4, betas (0.5, 0.9), 5 critic
+    steps, penalty weight 10) are ``mmdkit.gan.tuning.PRIOR["wgan-gp"]``; the
+    defaults are the equal-budget search's selected configuration
+    (bench/GAN_RESULTS.md).
 
     References
     ----------
@@ -61,10 +67,15 @@ class WGANGP(WGAN):
 
     name: ClassVar[str] = "wgan-gp"
     optimizer: str = "adam"
-    lr_g: float = 1e-4
-    lr_c: float = 1e-4
     clip: WeightClip | None = None
-    penalty: GradientPenalty | None = field(default_factory=lambda: GradientPenalty(weight=10.0))
+    # defaults: the equal-budget search's selected trial 8 (bench/GAN_RESULTS.md); before it: tuning.PRIOR
+    n_critic: int = 2
+    lr_g: float = 1.14e-4
+    lr_c: float = 6.68e-3
+    betas: tuple[float, float] = (0.5, 0.9)
+    batch_size: int | None = 512
+    packing: int = 2
+    penalty: GradientPenalty | None = field(default_factory=lambda: GradientPenalty(weight=0.145))
 
 
 @dataclass
@@ -85,8 +96,10 @@ class FisherGAN(GANLoss):
     the critic maximises L_F (``critic_loss`` = -L_F), after each critic step the
     multiplier takes a gradient-descent step on the constraint,
     lambda <- lambda - rho dL_F/dlambda = lambda - rho (1 - Omega_hat), and the
-    generator minimises -E_Q f. Defaults: rho = 1e-6, lambda_0 = 0, Adam,
-    2 critic steps per generator step. ``lam`` is lambda_0 as configured; the
+    generator minimises -E_Q f. lambda_0 = 0, Adam; rho, the learning rates
+    and critic steps are the equal-budget search's selection (bench/GAN_RESULTS.md;
+    before it, ``mmdkit.gan.tuning.PRIOR["fisher-gan"]``: rho 1e-6, lr 2e-4, 2
+    critic steps). ``lam`` is lambda_0 as configured; the
     running multiplier is ``state.lam`` (:class:`FisherState`).
 
     References
@@ -96,11 +109,14 @@ class FisherGAN(GANLoss):
 
     name: ClassVar[str] = "fisher-gan"
     outputs_only: ClassVar[bool] = True
-    rho: float = 1e-6
     lam: float = 0.0
+    # defaults: the equal-budget search's selected trial 8 (bench/GAN_RESULTS.md); before it: tuning.PRIOR
+    rho: float = 2.64e-3
     n_critic: int = 2
-    lr_g: float = 2e-4
-    lr_c: float = 2e-4
+    lr_g: float = 5.15e-4
+    lr_c: float = 7.64e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    batch_size: int | None = 512
 
     def initial_state(self) -> FisherState:
         return FisherState(lam=self.lam)
@@ -145,15 +161,18 @@ class McGAN(GANLoss):
 
     name: ClassVar[str] = "mcgan"
     critic_type: ClassVar[str] = "features"
-    form: str = "mean"
     q: float = 2.0
     k: int = 4
     critic_dim: int = 16
-    n_critic: int = 5
     optimizer: str = "rmsprop"
-    lr_g: float = 5e-4
-    lr_c: float = 5e-4
-    clip: WeightClip | None = field(default_factory=lambda: WeightClip(0.01))
+    # defaults: the equal-budget search's selected trial 7 (bench/GAN_RESULTS.md); before it: tuning.PRIOR
+    form: str = "mean"
+    n_critic: int = 1
+    lr_g: float = 1.14e-5
+    lr_c: float = 1.57e-4
+    batch_size: int | None = 512
+    packing: int = 4
+    clip: WeightClip | None = field(default_factory=lambda: WeightClip(0.00472))
 
     def __post_init__(self):
         if self.form not in ("mean", "cov"):
@@ -217,7 +236,7 @@ class RWGAN(WGAN):
     1-Lipschitz bound. The critic step is WGAN's (L_C = E f(G z) - E f(x),
     RMSProp, 5 critic steps) followed by the paper's heuristic for that
     constraint: an asymmetric clamp of every critic weight to
-    [``clip_low``, ``clip_high``] = [-0.01, 0.02]. With ``cost="kl"``
+    [``clip_low``, ``clip_high``]. With ``cost="kl"``
     (default) the critic loss also carries a hinge penalty on violations of
     the constraint on the step's matched (real, fake) pairs, both orders,
     ``weight`` * mean(max(0, f(a) - f(b) - B(a, b))^2); with ``cost="clamp"``
@@ -226,8 +245,10 @@ class RWGAN(WGAN):
     minimises -E f(G z).
 
     The paper's own clamp values and learning rates were not at hand when this
-    was written: the defaults above (clamp [-0.01, 0.02], RMSProp lr 5e-5 as
-    WGAN, penalty weight 1) are this package's choices.
+    was written. Before the equal-budget search this package used clamp
+    [-0.01, 0.02], RMSProp lr 5e-5 as WGAN and penalty weight 1
+    (``mmdkit.gan.tuning.PRIOR["rwgan"]``); the defaults are the search's
+    selected configuration (bench/GAN_RESULTS.md).
 
     References
     ----------
@@ -238,11 +259,17 @@ class RWGAN(WGAN):
     name: ClassVar[str] = "rwgan"
     outputs_only: ClassVar[bool] = False  # the hinge needs the samples as well
     cost: str = "kl"
-    clip_low: float = -0.01
-    clip_high: float = 0.02
-    weight: float = 1.0
     data_scale: float = 1.0
     clip: WeightClip | None = None
+    # defaults: the equal-budget search's selected trial 6 (bench/GAN_RESULTS.md); before it: tuning.PRIOR
+    clip_low: float = -0.0192
+    clip_high: float = 0.00818
+    weight: float = 1.22
+    n_critic: int = 5
+    lr_g: float = 2.99e-4
+    lr_c: float = 5.5e-4
+    batch_size: int | None = 128
+    packing: int = 1
 
     def __post_init__(self):
         if self.cost not in ("kl", "clamp"):

@@ -167,13 +167,26 @@ def _adam(params, protocol: PacGANProtocol) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=protocol.lr, betas=protocol.betas, eps=1e-8, fused=fused or None)
 
 
+# loss settings the protocol sets (its packing, optimiser and batch): a checkpoint's identity leaves them
+# out, the protocol's own fields hold them. So a change of a loss's defaults for the fast protocol, or a
+# checkpoint made before the protocol recorded them, does not block resuming a run.
+_PROTOCOL_OWNED = ("packing", "optimizer", "lr_g", "lr_c", "betas", "batch_size")
+
+
+def _identity(identity: dict) -> dict:
+    """A checkpoint's identity without the loss settings the protocol owns (:data:`_PROTOCOL_OWNED`)."""
+    settings = {k: v for k, v in identity["settings"].items() if k not in _PROTOCOL_OWNED}
+    return {**identity, "settings": settings}
+
+
 class _Run:
     """The state of one protocol run: networks, optimisers, random streams, counters; one epoch at a time."""
 
     def __init__(self, loss: GANLoss, data: ToyData, protocol: PacGANProtocol, seed: int):
         from mmdkit.gan.trainer import for_data
-        # the protocol's packing, recorded in the loss's settings as well
-        loss = dataclasses.replace(for_data(loss, data), packing=protocol.packing)
+        # the protocol's packing and optimiser replace the loss's, and its settings record them
+        loss = dataclasses.replace(for_data(loss, data), packing=protocol.packing, optimizer="adam",
+                                   lr_g=protocol.lr, lr_c=protocol.lr, betas=protocol.betas)
         self.loss, self.data, self.protocol, self.seed = loss, data, protocol, seed
         self.real = packed_dataset(data, protocol.num_samples, protocol.packing, _seeded(seed, 0))
         with torch.random.fork_rng():
@@ -193,11 +206,8 @@ class _Run:
     def identity(self) -> dict:
         """What a checkpoint must agree on to be resumed (everything but the number of epochs)."""
         protocol = {k: v for k, v in asdict(self.protocol).items() if k != "epochs"}
-        # packing is the protocol's (above); leaving the loss's copy out keeps checkpoints made before the
-        # loss had that setting resumable
-        settings = {k: v for k, v in self.loss.settings().items() if k != "packing"}
-        return json.loads(json.dumps({"protocol": protocol, "settings": settings, "seed": self.seed,
-                                      "data": self.data.name}))
+        return _identity(json.loads(json.dumps({"protocol": protocol, "settings": self.loss.settings(),
+                                                "seed": self.seed, "data": self.data.name})))
 
     def state_dict(self) -> dict:
         out = {"format": 1, "epoch": self.epoch, "G": self.G.state_dict(), "opt_g": self.opt_g.state_dict(),
@@ -209,7 +219,7 @@ class _Run:
         return out
 
     def load_state_dict(self, ck: dict, path: Path) -> None:
-        if json.loads(ck["identity"]) != self.identity():
+        if _identity(json.loads(ck["identity"])) != self.identity():
             raise ValueError(f"`out`: {path} holds a run with other settings ({json.loads(ck['identity'])}); "
                              f"this run: {self.identity()}. Use another --out, or the same settings to resume")
         self.G.load_state_dict(ck["G"])

@@ -12,18 +12,23 @@ Protocol
 - Trial ``t`` of loss ``L`` draws each axis from a generator seeded by
   (L, t, axis) (:func:`draw`): a trial is reproducible and independent of the
   order trials run in and of the other axes.
+- One more trial per loss, "prior" (:data:`PRIOR`): the configuration the loss
+  shipped with before the search. The search then only replaces a default by
+  one that did better on the validation seed; the loss's defaults are the
+  selected trial's configuration.
 - Each trial is one fast-protocol training run (:func:`mmdkit.gan.trainer.train`:
   3000 generator steps, the shared generator, linear learning-rate decay) on
   the validation seed (100) on grid25. Its metrics are written to
   ``<cache>/<loss>/trial<t>.json`` as it finishes; a rerun skips what exists.
 - Selection (:func:`select`, :data:`SELECTION_RULE`): a run that did not
   fail, then the largest modes covered x high-quality fraction, then most
-  modes, the highest high-quality fraction, the lowest reverse KL and the
-  lowest trial index.
+  modes, the highest high-quality fraction, the lowest reverse KL, the prior
+  configuration and then the lowest trial index.
 - Report: the selected configuration on fresh seeds (0, 1, 2) on ring8 and
   grid25, cached as ``<cache>/<loss>/report/<data>-seed<s>.json``.
 
-The budget counts trials (every loss gets the same number); the table reports
+The budget counts trials (every loss gets the same number, its prior one
+included); the table reports
 the CPU seconds each loss's search and seeds took.
 
 References
@@ -49,7 +54,8 @@ from mmdkit.gan.trainer import _jsonable, train
 
 __all__ = ["COMMON_SPACE", "LOSS_SPACES", "space_of", "draw", "configured_loss", "as_set_args", "select",
            "selection_key", "SELECTION_RULE", "run_tuning", "VALIDATION_SEED", "VALIDATION_DATA", "REPORT_SEEDS",
-           "REPORT_DATA", "STEPS", "CACHE"]
+           "REPORT_DATA", "STEPS", "CACHE", "PRIOR",
+           "PRIOR_TRIAL"]
 
 STEPS = 3000  # generator steps of the fast protocol
 VALIDATION_SEED, VALIDATION_DATA = 100, "grid25"
@@ -97,6 +103,40 @@ LOSS_SPACES: dict[str, dict[str, tuple]] = {
 }
 
 _CRITIC_AXES = ("lr_c", "n_critic", "packing")
+
+# Each loss's configuration as it shipped before the search (on the search's axes; batch size 256 where it
+# set none): its paper's recommended settings for the baselines, settings tuned by hand on the fast protocol
+# for the MMD/energy losses. It runs as one more trial of every loss ("prior", PRIOR_TRIAL), so a search
+# never ships a configuration that is worse on the validation seed than the one it replaces.
+PRIOR: dict[str, dict] = {
+    "gmmn": {"lr_g": 0.001, "betas": (0.5, 0.9), "batch_size": 512,
+             "bandwidths": (0.0125, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)},
+    "mmd-gan": {"lr_g": 0.001, "lr_c": 0.003, "betas": (0.5, 0.9), "n_critic": 1, "batch_size": 512, "packing": 1,
+                "penalty.weight": 0.03, "critic_objective": "repulsive"},
+    "cramer-gan": {"lr_g": 0.001, "lr_c": 0.003, "betas": (0.5, 0.9), "n_critic": 1, "batch_size": 512,
+                   "packing": 1, "penalty.weight": 0.01, "critic_objective": "repulsive", "exponent": 0.5},
+    "energy-gan": {"lr_g": 0.001, "lr_c": 0.003, "betas": (0.5, 0.9), "n_critic": 1, "batch_size": 512,
+                   "packing": 1, "penalty.weight": 0.01, "critic_objective": "repulsive", "exponent": 0.5},
+    "wgan": {"lr_g": 5e-05, "lr_c": 5e-05, "n_critic": 5, "batch_size": 256, "packing": 1, "clip.high": 0.01},
+    "wgan-gp": {"lr_g": 0.0001, "lr_c": 0.0001, "betas": (0.5, 0.9), "n_critic": 5, "batch_size": 256,
+                "packing": 1, "penalty.weight": 10.0},
+    "fisher-gan": {"lr_g": 0.0002, "lr_c": 0.0002, "betas": (0.5, 0.9), "n_critic": 2, "batch_size": 256,
+                   "packing": 1, "rho": 1e-06},
+    "mcgan": {"lr_g": 0.0005, "lr_c": 0.0005, "n_critic": 5, "batch_size": 256, "packing": 1, "clip.high": 0.01,
+              "form": "mean"},
+    "rwgan": {"lr_g": 5e-05, "lr_c": 5e-05, "n_critic": 5, "batch_size": 256, "packing": 1, "clip_high": 0.02,
+              "clip_low": -0.01, "weight": 1.0},
+    "gan": {"lr_g": 0.0001, "lr_c": 0.0001, "betas": (0.5, 0.9), "n_critic": 1, "batch_size": 256, "packing": 1},
+    "ns-gan": {"lr_g": 0.0001, "lr_c": 0.0001, "betas": (0.5, 0.9), "n_critic": 1, "batch_size": 256, "packing": 1},
+    "lsgan": {"lr_g": 0.0001, "lr_c": 0.0001, "betas": (0.5, 0.9), "n_critic": 1, "batch_size": 256, "packing": 1},
+    "ebgan": {"lr_g": 0.0001, "lr_c": 0.0001, "betas": (0.5, 0.9), "n_critic": 1, "batch_size": 256, "packing": 1,
+              "margin": 0.05, "pt_weight": 0.1},
+    "began": {"lr_g": 0.0003, "lr_c": 0.0003, "betas": (0.5, 0.9), "n_critic": 1, "batch_size": 256, "packing": 1,
+              "gamma": 1.0, "lambda_k": 0.01},
+    "magan": {"lr_g": 0.001, "lr_c": 0.001, "betas": (0.5, 0.9), "n_critic": 1, "batch_size": 256, "packing": 1,
+              "warmup": 20, "update_every": 20},
+}
+PRIOR_TRIAL = "prior"  # the prior configuration's trial name (its file: <cache>/<loss>/prior.json)
 
 
 def space_of(name: str) -> dict[str, tuple]:
@@ -185,10 +225,11 @@ def _split(config: dict) -> tuple[dict, int]:
 
 
 def as_set_args(config: dict) -> str:
-    """The configuration as command-line options of ``python -m mmdkit.gan train``."""
+    """The configuration as command-line options of ``python -m mmdkit.gan train``; ``--packing`` is
+    written whenever the configuration sets it (a loss's default packing need not be 1)."""
     settings, packing = _split(config)
     out = [f"--set {shlex.quote(f'{k}={_literal(v)}')}" for k, v in settings.items()]
-    return " ".join(out + ([f"--packing {packing}"] if packing != 1 else []))
+    return " ".join(out + ([f"--packing {packing}"] if "packing" in config else []))
 
 
 def _literal(v) -> str:
@@ -211,18 +252,23 @@ SELECTION_RULE = (
     "a run that did not fail, then the largest product of modes covered and high-quality fraction (a generator "
     "that spreads its mass over the plane covers modes by chance with a few % of high-quality samples, one "
     "collapsed onto a few modes covers few: both score low), then the most modes, the highest high-quality %, "
-    "the lowest reverse KL, and the lowest trial index")
+    "the lowest reverse KL, and the prior configuration, then the lowest trial index")
 
 
 def selection_key(record: dict) -> tuple:
     """Larger is better (:data:`SELECTION_RULE`): (no error, modes x high-quality fraction, modes,
-    high-quality fraction, -reverse KL, -trial)."""
+    high-quality fraction, -reverse KL, -trial; the prior configuration counts as trial -1)."""
     m = record["metrics"]
     hq = _float(m.get("high_quality", 0.0))
     hq = -1.0 if math.isinf(hq) else hq
     modes = int(m.get("modes_covered") or 0)
     return (record.get("error") is None, modes * max(hq, 0.0), modes, hq, -_float(m.get("reverse_kl")),
-            -int(record.get("trial", 0)))
+            -_trial_rank(record.get("trial", 0)))
+
+
+def _trial_rank(trial) -> int:
+    """The prior configuration ranks before trial 0: it is kept on a tie."""
+    return -1 if trial == PRIOR_TRIAL else int(trial)
 
 
 def select(records: list[dict]) -> dict:
@@ -345,7 +391,10 @@ def run_tuning(losses=None, trials: int = 10, jobs: int = 1, steps: int = STEPS,
                progress: bool | None = None) -> dict:
     """Run (or read back) ``trials`` trials of every loss, and with ``report`` its selected configuration's seeds.
 
-    Returns {"trials": {loss: [record, ...]}, "selected": {loss: record}, "report": {loss: [record, ...]}};
+    Every loss also runs its :data:`PRIOR` configuration (trial "prior") on the validation seed.
+
+    Returns {"trials": {loss: [record, ...]} (the prior first), "selected": {loss: record},
+    "report": {loss: [record, ...]}};
     "selected" and "report" are empty without ``report``. A record holds the run's ``config``,
     ``metrics`` (modes_covered, high_quality, reverse_kl, mmd2_heldout, cpu_seconds, ...), the loss's
     ``settings`` as run and ``error`` (None, or why the run failed: it then counts with 0 modes).
@@ -356,9 +405,11 @@ def run_tuning(losses=None, trials: int = 10, jobs: int = 1, steps: int = STEPS,
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"`--trials` must be a positive integer, got {trials!r}")
     cache = Path(cache)
-    plan = [_job("trial", name, draw(name, t), VALIDATION_DATA, validation_seed, steps, eval_samples,
-                 cache / name / f"trial{t}.json", trial=t)
-            for t in range(trials) for name in losses]  # trial-major: a stopped search covers every loss evenly
+    plan = [_job("trial", name, PRIOR[name], VALIDATION_DATA, validation_seed, steps, eval_samples,
+                 cache / name / f"{PRIOR_TRIAL}.json", trial=PRIOR_TRIAL) for name in losses]
+    plan += [_job("trial", name, draw(name, t), VALIDATION_DATA, validation_seed, steps, eval_samples,
+                  cache / name / f"trial{t}.json", trial=t)
+             for t in range(trials) for name in losses]  # trial-major: a stopped search covers every loss evenly
     done = _run_all(plan, jobs, progress, "tune")
     out: dict = {"trials": {name: [r for r in done if r["loss"] == name] for name in losses},
                  "selected": {}, "report": {}, "steps": steps, "validation_seed": validation_seed,

@@ -69,8 +69,17 @@ def test_wasserstein_losses_with_a_linear_critic(gen):
         assert float(loss.critic_loss(f, real, fake)) == pytest.approx(float(f(fake).mean() - f(real).mean()),
                                                                         rel=1e-12)
         assert float(loss.generator_loss(f, real, fake)) == pytest.approx(float(-f(fake).mean()), rel=1e-12)
-    assert L.WGAN().clip == WeightClip(0.01) and L.WGAN().optimizer == "rmsprop"
-    assert L.WGANGP().penalty == GradientPenalty(10.0) and L.WGANGP().clip is None
+    # the papers' settings, kept as the search's prior configurations (the defaults are the search's best)
+    wgan, wgan_gp = _paper("wgan"), _paper("wgan-gp")
+    assert wgan.clip == WeightClip(0.01) and wgan.optimizer == "rmsprop" and (wgan.lr_c, wgan.n_critic) == (5e-5, 5)
+    assert wgan_gp.penalty == GradientPenalty(10.0) and (wgan_gp.lr_c, wgan_gp.n_critic) == (1e-4, 5)
+    assert L.WGANGP().clip is None and L.WGAN().optimizer == "rmsprop"
+
+
+def _paper(name):
+    """The loss with its prior configuration (``mmdkit.gan.tuning.PRIOR``: the paper's settings for a baseline)."""
+    from mmdkit.gan.tuning import PRIOR, configured_loss
+    return configured_loss(name, {k: v for k, v in PRIOR[name].items() if k != "packing"})
 
 
 @pytest.mark.parametrize("t", [0.3, 2.0])
@@ -230,7 +239,7 @@ def test_fisher_gan_lagrangian_and_multiplier_by_hand():
     assert float(loss.critic_loss(f, real, fake)) == pytest.approx(-lf, rel=1e-6)
     assert loss.after_critic_step(f, real, fake, 0)["lambda"] == pytest.approx(0.5 - 0.1 * (1 - omega))
     assert float(loss.generator_loss(f, real, fake)) == pytest.approx(1.0)
-    assert L.FisherGAN().rho == 1e-6
+    assert _paper("fisher-gan").rho == 1e-6 and L.FisherGAN().lam == 0.0
 
 
 @pytest.mark.parametrize("t", [0.5, 2.0])
@@ -301,7 +310,7 @@ def test_rwgan_losses_penalty_and_asymmetric_clamp():
     real, fake = torch.zeros(2, 1), torch.ones(3, 1)
     f = lambda x: 5.0 * x[:, 0]  # noqa: E731  f(real) = 0, f(fake) = 5
     # pairs (0, 1): f(real) - f(fake) = -5 -> no violation; f(fake) - f(real) - B(1, 0) = 5 - 1 = 4 -> 16
-    rw = L.RWGAN(weight=0.5)
+    rw = L.RWGAN(weight=0.5, clip_low=-0.01, clip_high=0.02)
     assert float(rw.critic_loss(f, real, fake)) == pytest.approx(5.0 + 0.5 * 0.5 * 16.0, rel=1e-6)
     assert float(L.RWGAN(cost="clamp").critic_loss(f, real, fake)) == pytest.approx(5.0)
     assert float(rw.generator_loss(f, real, fake)) == pytest.approx(-5.0)

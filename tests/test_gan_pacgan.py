@@ -233,6 +233,17 @@ def test_interrupted_and_resumed_run_equals_a_straight_run(tmp_path):
     longer = train_protocol("ns-gan", "grid25", tiny(packing=2, epochs=3), seed=3, out=tmp_path / "b",
                             progress=False, plots=False)
     assert longer["epoch"] == 3 and [r["epoch"] for r in longer["history"]] == [1, 2, 3]
+    # the loss's optimiser settings are the protocol's here, so other values of them resume the run
+    # (a loss's fast-protocol defaults may change); the settings record what the run used
+    other = get_loss("ns-gan", lr_g=0.05, lr_c=0.05, betas=(0.9, 0.99), batch_size=64, optimizer="rmsprop")
+    more = train_protocol(other, "grid25", tiny(packing=2, epochs=4), seed=3, out=tmp_path / "b", progress=False,
+                          plots=False)
+    assert more["epoch"] == 4 and [r["epoch"] for r in more["history"]] == [1, 2, 3, 4]
+    assert (more["settings"]["lr_g"], more["settings"]["lr_c"], more["settings"]["betas"]) == (p.lr, p.lr,
+                                                                                               tuple(p.betas))
+    with pytest.raises(ValueError, match="`out`"):  # a setting the protocol uses still tells runs apart
+        train_protocol(get_loss("ns-gan", n_critic=2), "grid25", tiny(packing=2, epochs=5), seed=3,
+                       out=tmp_path / "b", progress=False)
 
 
 def test_cli_pacgan_protocol_resumes_and_rejects_fast_only_flags(tmp_path, monkeypatch, capsys):

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -100,10 +101,13 @@ def _rec(trial, modes, hq, rkl, error=None):
     ([_rec(0, 20, 0.50, 0.01), _rec(1, 25, 0.40, 0.5)], 1),                      # equal product: more modes
     ([_rec(0, 25, 0.60, 0.05), _rec(1, 25, 0.60, 0.02), _rec(2, 25, 0.6, 0.03)], 1),  # then reverse KL
     ([_rec(0, 3, 0.2, 0.1), _rec(1, 3, 0.2, 0.1)], 0),                           # then the lowest index
+    ([_rec(0, 3, 0.2, 0.1), _rec("prior", 3, 0.2, 0.1)], "prior"),               # a tie keeps the prior
+    ([_rec("prior", 3, 0.2, 0.1), _rec(4, 3, 0.2, 0.09)], 4),                    # a better trial replaces it
     ([_rec(0, 0, 0.0, "inf"), _rec(1, 0, 0.0, float("nan")), _rec(2, 1, 0.0, 3.2)], 2),  # inf/nan from JSON
     ([_rec(0, 0, 0.0, "inf"), _rec(1, 0, 0.0, 2.0)], 1),
     ([_rec(0, 0, 0.0, "inf", error="ValueError: X contains NaN"), _rec(1, 0, 0.0, "inf")], 1),  # a run over a failure
-], ids=["blob", "collapse-vs-blob", "product", "product-tie-modes", "reverse-kl", "tie-lowest-trial", "inf-nan",
+], ids=["blob", "collapse-vs-blob", "product", "product-tie-modes", "reverse-kl", "tie-lowest-trial", "tie-prior",
+        "beats-prior", "inf-nan",
         "finite-beats-inf", "failed-last"])
 def test_selection_rule(records, best):
     assert tuning.select(records)["trial"] == best
@@ -151,7 +155,7 @@ def test_trials_are_cached_and_a_rerun_skips_them(tmp_path, monkeypatch):
     kw = {"losses": ["gan", "gmmn"], "trials": 3, "cache": tmp_path, "steps": 50, "eval_samples": 40,
           "progress": False}
     first = tuning.run_tuning(**kw)
-    assert len(fake.calls) == 6 and {c[2] for c in fake.calls} == {tuning.VALIDATION_SEED}
+    assert len(fake.calls) == 8 and {c[2] for c in fake.calls} == {tuning.VALIDATION_SEED}
     for name in ("gan", "gmmn"):
         for t in range(3):
             record = json.loads((tmp_path / name / f"trial{t}.json").read_text())
@@ -159,18 +163,23 @@ def test_trials_are_cached_and_a_rerun_skips_them(tmp_path, monkeypatch):
             assert record["settings"]["lr_g"] == tuning.draw(name, t)["lr_g"]
             assert record["metrics"]["modes_covered"] == int(tuning.draw(name, t)["lr_g"] * 1e5) % 26
             assert record["steps"] == 50 and record["error"] is None and "samples" not in record
-    # trial-major: trial t of every loss before trial t + 1 (a stopped search is even across losses)
-    assert [(c[0], c[3]) for c in fake.calls] == [(name, tuning.draw(name, t)["lr_g"])
-                                                   for t in range(3) for name in ("gan", "gmmn")]
-    # the packing the trial drew reached the trainer
-    assert [c[4] for c in fake.calls if c[0] == "gan"] == [tuning.draw("gan", t)["packing"] for t in range(3)]
+    for name in ("gan", "gmmn"):  # the prior configuration, one more trial of each loss, listed first
+        record = json.loads((tmp_path / name / "prior.json").read_text())
+        assert record["trial"] == "prior" and record["config"] == json.loads(json.dumps(tuning.PRIOR[name]))
+        assert first["trials"][name][0] == record and len(first["trials"][name]) == 4
+    # the priors, then trial-major: trial t of every loss before trial t + 1 (a stopped search is even)
+    assert [(c[0], c[3]) for c in fake.calls] == (
+        [(name, tuning.PRIOR[name]["lr_g"]) for name in ("gan", "gmmn")]
+        + [(name, tuning.draw(name, t)["lr_g"]) for t in range(3) for name in ("gan", "gmmn")])
+    # the packing each trial asked for reached the trainer
+    assert [c[4] for c in fake.calls if c[0] == "gan"] == [1] + [tuning.draw("gan", t)["packing"] for t in range(3)]
     second = tuning.run_tuning(**kw)
-    assert len(fake.calls) == 6 and second["trials"] == first["trials"]
+    assert len(fake.calls) == 8 and second["trials"] == first["trials"]
     # more trials: only the new ones run
     tuning.run_tuning(**{**kw, "trials": 4})
-    assert len(fake.calls) == 8
+    assert len(fake.calls) == 10
     # the same cache asked for other steps: refused, not silently mixed
-    with pytest.raises(ValueError, match="trial0.json holds a run with other settings"):
+    with pytest.raises(ValueError, match="prior.json holds a run with other settings"):
         tuning.run_tuning(**{**kw, "steps": 60})
 
 
@@ -179,17 +188,19 @@ def test_report_runs_the_selected_configuration_on_fresh_seeds_and_a_failed_tria
     fake = FakeTrain(fail_on=fail)
     monkeypatch.setattr(tuning, "train", fake)
     result = tuning.run_tuning(["lsgan"], trials=3, cache=tmp_path, report=True, progress=False, eval_samples=40)
-    failed = result["trials"]["lsgan"][1]
+    failed = result["trials"]["lsgan"][2]  # trial 1, after the prior
     assert failed["error"] == "RuntimeError: diverged" and failed["metrics"]["modes_covered"] == 0
     ok = [r for r in result["trials"]["lsgan"] if r["error"] is None]
-    best = max(ok, key=lambda r: (r["metrics"]["modes_covered"], -r["trial"]))  # hq and rkl tie at seed 100
+    # hq and rkl tie at seed 100; the prior (trial -1 for ties) is one of the candidates
+    assert result["trials"]["lsgan"][0]["trial"] == "prior"
+    best = max(ok, key=lambda r: (r["metrics"]["modes_covered"], -tuning._trial_rank(r["trial"])))
     assert result["selected"]["lsgan"]["trial"] == best["trial"]
     runs = result["report"]["lsgan"]
     assert sorted((r["data"], r["seed"]) for r in runs) == [(d, s) for d in ("grid25", "ring8") for s in (0, 1, 2)]
     assert all(r["config"] == best["config"] for r in runs)
     assert [len(r.get("samples", [])) for r in runs if r["data"] == "grid25"] == [40, 40, 40]  # for the plot
     n = len(fake.calls)
-    assert n == 3 + 6
+    assert n == 1 + 3 + 6
     tuning.run_tuning(["lsgan"], trials=3, cache=tmp_path, report=True, progress=False, eval_samples=40)
     assert len(fake.calls) == n
     # a grid25 report record without its samples (the plot needs them) is rerun, the others read back
@@ -335,3 +346,26 @@ def test_configured_loss_rejects_unknown_settings():
         tuning.configured_loss("gan", {"lr_g.x": 1})
     loss = tuning.configured_loss("wgan-gp", {"penalty.weight": 3.0, "betas": [0.8, 0.999]})
     assert loss.penalty == dataclasses.replace(get_loss("wgan-gp").penalty, weight=3.0) and loss.betas == (0.8, 0.999)
+
+
+# ------------------------------------------------------------------ the shipped defaults are the searched best
+
+_COMMITTED = Path(__file__).resolve().parents[1] / "bench" / "gan_tuning"
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_each_loss_ships_its_selected_configuration(name):
+    """Item 2: a loss's defaults are the configuration the committed search selected (bench/gan_tuning:
+    its prior and its 10 trials), read back and selected here; batch size None is the trainer's 256."""
+    from mmdkit.gan.trainer import BATCH_SIZE
+    files = [_COMMITTED / name / f"{tuning.PRIOR_TRIAL}.json"] + [_COMMITTED / name / f"trial{t}.json"
+                                                                  for t in range(10)]
+    records = [json.loads(f.read_text()) for f in files]
+    config = tuning.select(records)["config"]
+    default = get_loss(name)
+    shipped = {key: _get(default, key) for key in config}
+    if shipped.get("batch_size", 0) is None:
+        shipped["batch_size"] = BATCH_SIZE
+    assert json.loads(json.dumps(shipped)) == config
+    # the prior is what the loss shipped with before the search
+    assert records[0]["config"] == json.loads(json.dumps(tuning.PRIOR[name]))

@@ -74,13 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     dp.add_argument("--out", default=None, help="folder for metrics.json (rank 0)")
     dp.add_argument("--timeout", type=float, default=300.0, help="process-group timeout in seconds")
     dp.add_argument("--no-progress", action="store_true")
-    b = sub.add_parser("bench", help="every loss on ring8 and grid25 for several seeds -> bench/GAN_RESULTS.md")
+    b = sub.add_parser("bench", help="every loss's defaults on ring8 and grid25 for several seeds -> its section "
+                                     "of bench/GAN_RESULTS.md")
     b.add_argument("--losses", nargs="+", default=None, choices=sorted(LOSSES), help="default: all")
     b.add_argument("--data", nargs="+", default=["ring8", "grid25"], choices=sorted(DATASETS))
     b.add_argument("--steps", type=int, default=3000)
     b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     b.add_argument("--out-md", default="bench/GAN_RESULTS.md")
-    b.add_argument("--workdir", default=None, help="keep each run's metrics and PNGs here")
+    b.add_argument("--workdir", default=None,
+                   help="keep each run's metrics and PNGs here; a rerun reads back the runs that finished")
     b.add_argument("--note", default="", help="a line added under the header (e.g. why steps were cut)")
     b.add_argument("--eval-samples", type=int, default=2500, help="generated points for the metrics")
     b.add_argument("--jobs", type=int, default=1, help="trainings run at once (worker processes)")

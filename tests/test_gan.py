@@ -479,13 +479,31 @@ def test_cli_train_writes_metrics_and_plots(tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_cli_bench_writes_the_table(tmp_path):
+def test_cli_bench_writes_its_section_and_resumes(tmp_path, monkeypatch):
+    from mmdkit.gan import bench
     from mmdkit.gan.__main__ import main
     md = tmp_path / "GAN_RESULTS.md"
-    assert main(["bench", "--losses", "gmmn", "wgan", "--data", "ring8", "--steps", "3", "--seeds", "0",
-                 "--out-md", str(md), "--no-progress", "--eval-samples", "300"]) == 0
+    md.write_text(f"{bench.TUNE_BEGIN}\nthe tuning table\n{bench.TUNE_END}\n\n## written by hand\n\nkept\n")
+    argv = ["bench", "--losses", "gmmn", "wgan", "--data", "ring8", "--steps", "3", "--seeds", "0",
+            "--out-md", str(md), "--no-progress", "--eval-samples", "300", "--workdir", str(tmp_path / "w")]
+    assert main(argv) == 0
     text = md.read_text()
     assert "| gmmn |" in text and "| wgan |" in text and "PacGAN4" in text and "--steps 3" in text
+    # the other sections are kept: the tuning table first, the hand-written one, then the bench section
+    assert text.index("the tuning table") < text.index("kept") < text.index(bench.BENCH_BEGIN)
+    rows = [line for line in text.splitlines() if line.startswith(("| gmmn |", "| wgan |"))]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+    monkeypatch.setattr(bench, "train", no_training)
+    assert main(argv) == 0  # every run read back from --workdir; the section replaced, not added
+    again = md.read_text()
+    assert again.count(bench.BENCH_BEGIN) == 1 and again.count("the tuning table") == again.count("kept") == 1
+    # the cached metrics give the same table rows (the CPU and wall columns included)
+    assert [line for line in again.splitlines() if line.startswith(("| gmmn |", "| wgan |"))] == rows
+    # another setting of the job (evaluation samples) is a different run: it is trained
+    with pytest.raises(AssertionError, match="trained again"):
+        main([*argv[:-4], "--eval-samples", "200", "--workdir", str(tmp_path / "w")])
 
 
 def test_cli_set_overrides_loss_settings(tmp_path, capsys):

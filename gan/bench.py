@@ -116,6 +116,8 @@ def _run_one(job: tuple) -> dict:
                                            "seed": seed, "steps": steps, "eval_samples": eval_samples, **kw})))
     m = _cached_run(out, key)
     if m is None:
+        if out is not None:
+            Path(out, "job.json").unlink(missing_ok=True)  # an interrupted run leaves no stale key behind
         m = train(name, data, steps=steps, seed=seed, out=out, progress=progress, eval_samples=eval_samples, **kw)
         if out is not None:
             (Path(out) / "job.json").write_text(json.dumps(key, indent=1) + "\n")
@@ -491,7 +493,11 @@ def write_section(out_md: str | Path, section: str, begin: str, end: str, at_top
     earlier section between the same markers, else at the top or the end; the rest of the file is kept."""
     out_md = Path(out_md)
     old = out_md.read_text() if out_md.exists() else ""
-    if begin in old and end in old[old.index(begin):]:
+    n = old.count(begin)
+    if n != old.count(end) or n > 1 or (n and old.index(end) < old.index(begin)):
+        raise ValueError(f"{out_md}: the markers {begin!r} and {end!r} do not pair up (each must appear once, "
+                         f"begin before end, or neither): fix the file by hand; nothing was written")
+    if begin in old:
         i = old.index(begin)
         j = old.index(end, i) + len(end)
         if at_top:  # the section leads the file

@@ -22,7 +22,7 @@ __all__ = ["WGAN", "WGANGP", "FisherGAN", "FisherState", "McGAN", "RWGAN", "breg
 
 @dataclass(frozen=True)
 class WGAN(GANLoss):
-    r"""Wasserstein GAN: L_C = E f(G z) - E f(x), L_G = -E f(G z), weights clipped to [-0.01, 0.01].
+    r"""Wasserstein GAN: L_C = E f(G z) - E f(x), L_G = -E f(G z), weights clipped to [-c, c] (``clip``).
 
     The paper's settings (RMSProp, lr 5e-5, 5 critic steps per generator
     step, clip 0.01) are ``mmdkit.gan.tuning.PRIOR["wgan"]``; the defaults are
@@ -151,7 +151,10 @@ class McGAN(GANLoss):
     at the top-k singular vectors (computed exactly with an SVD here instead of
     the paper's projected updates of U and V).
     The critic maximises the IPM (``critic_loss`` = -IPM), the generator minimises
-    it; critic weights are clipped to [-0.01, 0.01]; RMSProp, 5 critic steps.
+    it; critic weights are clipped to [-c, c] (``clip``); RMSProp. The clip, learning
+    rates, critic steps, batch and packing are the equal-budget search's selection
+    (bench/GAN_RESULTS.md; before it, ``mmdkit.gan.tuning.PRIOR["mcgan"]``: clip
+    0.01, lr 5e-4, 5 critic steps).
 
     References
     ----------
@@ -234,7 +237,7 @@ class RWGAN(WGAN):
 
     a constraint that is asymmetric because B is, where W1's is the symmetric
     1-Lipschitz bound. The critic step is WGAN's (L_C = E f(G z) - E f(x),
-    RMSProp, 5 critic steps) followed by the paper's heuristic for that
+    RMSProp) followed by the paper's heuristic for that
     constraint: an asymmetric clamp of every critic weight to
     [``clip_low``, ``clip_high``]. With ``cost="kl"``
     (default) the critic loss also carries a hinge penalty on violations of

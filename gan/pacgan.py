@@ -186,7 +186,8 @@ class _Run:
         from mmdkit.gan.trainer import for_data
         # the protocol's packing and optimiser replace the loss's, and its settings record them
         loss = dataclasses.replace(for_data(loss, data), packing=protocol.packing, optimizer="adam",
-                                   lr_g=protocol.lr, lr_c=protocol.lr, betas=protocol.betas)
+                                   lr_g=protocol.lr, lr_c=protocol.lr, betas=protocol.betas,
+                                   batch_size=protocol.batch_size * protocol.packing)  # points a side
         self.loss, self.data, self.protocol, self.seed = loss, data, protocol, seed
         self.real = packed_dataset(data, protocol.num_samples, protocol.packing, _seeded(seed, 0))
         with torch.random.fork_rng():

@@ -85,7 +85,7 @@ def train(loss: GANLoss | str, data: ToyData | str = "grid25", steps: int = 3000
         critic-based loss runs unchanged on the packed rows (its critic has m d inputs; a
         gradient penalty interpolates packed rows). ``batch_size`` (points) must be a multiple
         of m; 1 is no packing; a loss without a critic (gmmn) takes only 1. None (default): the
-        loss's own ``packing`` setting (1 unless configured); the run's packing is recorded in
+        loss's own ``packing`` setting (its searched default, 1, 2 or 4); the run's packing is recorded in
         ``settings``. No critic.png for m > 1 (the critic is not a function on the plane)
     snapshots : how many sample snapshots over time go into samples.png
     progress : show a tqdm progress bar

@@ -75,7 +75,7 @@ COMMON_SPACE: dict[str, tuple] = {
     "packing": ("choice", (1, 2, 4)),  # losses with a critic
 }
 
-_GMMN_BANDWIDTHS = get_loss("gmmn").bandwidths  # multiples of the data scale
+_GMMN_BANDWIDTHS = (0.0125, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)  # multiples of the data scale (gmmn's prior)
 _PENALTY = ("log-uniform", 1e-3, 10.0)
 _OBJECTIVE = ("choice", ("repulsive", "attractive"))
 

@@ -241,6 +241,7 @@ def test_interrupted_and_resumed_run_equals_a_straight_run(tmp_path):
     assert more["epoch"] == 4 and [r["epoch"] for r in more["history"]] == [1, 2, 3, 4]
     assert (more["settings"]["lr_g"], more["settings"]["lr_c"], more["settings"]["betas"]) == (p.lr, p.lr,
                                                                                                tuple(p.betas))
+    assert more["settings"]["batch_size"] == 2 * p.batch_size  # points a side: rows x packing
     with pytest.raises(ValueError, match="`out`"):  # a setting the protocol uses still tells runs apart
         train_protocol(get_loss("ns-gan", n_critic=2), "grid25", tiny(packing=2, epochs=5), seed=3,
                        out=tmp_path / "b", progress=False)

@@ -369,3 +369,22 @@ def test_each_loss_ships_its_selected_configuration(name):
     assert json.loads(json.dumps(shipped)) == config
     # the prior is what the loss shipped with before the search
     assert records[0]["config"] == json.loads(json.dumps(tuning.PRIOR[name]))
+
+
+def test_write_section_replaces_its_own_markers_and_refuses_unpaired_ones(tmp_path):
+    md, b, e = tmp_path / "R.md", "<!-- s: begin -->", "<!-- s: end -->"
+    bench.write_section(md, f"{b}\none\n{e}\n", b, e)  # no file yet: the section alone
+    assert md.read_text() == f"{b}\none\n{e}\n"
+    md.write_text(f"# head\n\n{b}\none\n{e}\n\ntail\n")
+    bench.write_section(md, f"{b}\ntwo\n{e}\n", b, e)  # in place, what is around it kept
+    assert md.read_text() == f"# head\n\n{b}\ntwo\n{e}\n\ntail\n"
+    bench.write_section(md, f"{b}\nthree\n{e}\n", b, e, at_top=True)  # moved to the top
+    assert md.read_text() == f"{b}\nthree\n{e}\n\n# head\n\ntail\n"
+    md.write_text("# head\n")
+    bench.write_section(md, f"{b}\nfour\n{e}\n", b, e)  # absent: appended
+    assert md.read_text() == f"# head\n\n{b}\nfour\n{e}\n"
+    for broken in (f"x\n{b}\nhand-written\n", f"{e}\n{b}\n", f"{b}\n{e}\n{b}\n{e}\n", f"x\n{e}\n"):
+        md.write_text(broken)
+        with pytest.raises(ValueError, match="do not pair up"):
+            bench.write_section(md, f"{b}\nfive\n{e}\n", b, e)
+        assert md.read_text() == broken  # nothing written

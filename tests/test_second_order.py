@@ -155,8 +155,13 @@ def test_a_third_derivative_raises_instead_of_being_wrong(gen):
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 @pytest.mark.parametrize("statistic", list(STATISTICS))
 @pytest.mark.parametrize("kernel", [SPECS[0], SPECS[1], SPECS[2], SPECS[4], SPECS[7]])
-def test_gradient_penalty_float32_within_budget(kernel, statistic, backend, gen):
-    """float32 on both backends: at most 2x as far from float64 as dense float32 torch autograd."""
+def test_gradient_penalty_float32_within_budget(kernel, statistic, backend, gen, within_budget):
+    """float32 on both backends: within the error model's budget of float64 (tests/conftest.py), or 2x
+    as far from float64 as dense float32 torch autograd where that is larger. P and its gradients are
+    sums over the n + m = 73 points (each term a few roundings of a kernel derivative), conditioning 1
+    (the samples differ: no cancellation to 0): budget 2 u sqrt(73) = 1.0e-6. Measured here, over the
+    table: at most 3.4 u = 2.0e-7 (laplace, mmd2_unbiased, Triton), typically 0.2-2 u; dense float32
+    torch 0.02-5.4 u (its 0.02 u = 1.2e-9 on laplace's P is a lucky rounding, not a budget)."""
     if backend == "triton":
         pytest.importorskip("mmdkit.kernels.triton_engine")
     engine_fn, dense_fn, wrt = STATISTICS[statistic]
@@ -170,4 +175,6 @@ def test_gradient_penalty_float32_within_budget(kernel, statistic, backend, gen)
         if float(r.norm()) == 0:
             continue
         assert torch.isfinite(g).all()
-        assert rel_err(g, r) <= BUDGET * rel_err(p, r), f"{rel_err(g, r):.3g} > {BUDGET} x {rel_err(p, r):.3g}"
+        err, plain_err = rel_err(g, r), rel_err(p, r)
+        assert within_budget(err, torch.float32, terms=len(X) + len(Y), plain=plain_err, factor=BUDGET), \
+            f"{err:.3g} > budget, and > {BUDGET} x plain {plain_err:.3g}"

@@ -26,7 +26,9 @@ so a batch of B permutations costs one (N x N) @ (N x B) product.
 from __future__ import annotations
 
 import itertools
+import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -55,8 +57,8 @@ def generator(seed) -> torch.Generator:
     elif isinstance(seed, np.random.Generator):
         g.manual_seed(int(seed.integers(2**63)))
     elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        if seed < 0:
-            raise ValueError(f"`seed` must be a non-negative integer, got {seed}")
+        if not 0 <= seed < 2**64:  # torch.Generator.manual_seed's range
+            raise ValueError(f"`seed` must be a non-negative integer below 2^64, got {seed}")
         g.manual_seed(int(seed))
     else:
         raise TypeError(f"`seed` must be None, an int or a torch.Generator, got {type(seed).__name__}")
@@ -245,7 +247,17 @@ def tolerance(values, dtype: torch.dtype):
 
 
 def pvalue(null: np.ndarray, observed: float, alternative: str, exact: bool, dtype) -> float:
-    """(adj + #{null at least as extreme}) / (adj + P), adj = 0 for an exact test (scipy's rule)."""
+    """(adj + #{null at least as extreme}) / (adj + P), adj = 0 for an exact test (scipy's rule).
+
+    NaN, with a RuntimeWarning, when the statistic or a permutation value is not finite: no count of
+    comparisons with a NaN is a p-value (scipy's tests likewise return NaN where the statistic is
+    undefined, as ``pearsonr`` on constant input, rather than raise).
+    """
+    if not (np.isfinite(observed).all() and np.isfinite(null).all()):
+        warnings.warn(f"no p-value (NaN): the test statistic is {float(np.max(observed))} and "
+                      f"{np.count_nonzero(~np.isfinite(null))} of its {null.size} permutation values are not "
+                      "finite", RuntimeWarning, stacklevel=3)
+        return math.nan
     adj = 0 if exact else 1
     gamma = tolerance(observed, dtype)
     greater = (np.count_nonzero(null >= observed - gamma) + adj) / (null.size + adj)

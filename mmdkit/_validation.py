@@ -6,6 +6,7 @@ what came, and nothing is reshaped silently except (n,) -> (n, 1).
 from __future__ import annotations
 
 import math
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -14,7 +15,7 @@ from torch import Tensor
 
 from mmdkit.kernels import KERNELS, KernelSpec
 
-__all__ = ["as_tensor", "as_samples", "as_pair", "check_finite", "spec_of", "check_bandwidth", "check_int",
+__all__ = ["as_tensor", "as_samples", "as_pair", "check_finite", "spec_of", "check_bandwidth", "check_int", "check_device",
            "output", "FeatureKernel", "is_feature_kernel", "FEATURE_KERNEL_USES"]
 
 FEATURE_KERNEL_USES = "mmd2, mmd2_unbiased, mmd2_biased, mmd2_linear, witness and mmd_test (aggregate=False)"
@@ -50,24 +51,35 @@ def is_feature_kernel(kernel, bandwidth) -> bool:
 
 
 def as_tensor(X, name: str, min_n: int = 1) -> tuple[Tensor, bool]:
-    """(tensor of shape (n, d) in a float dtype, was_numpy). Checks shape and dtype, not values."""
+    """(tensor of shape (n, d) in a float dtype, was_numpy). Checks shape and dtype, not values.
+
+    Integer and bool inputs become float64, tensors as arrays (float32 would merge integers above 2^24).
+    """
     was_numpy = not isinstance(X, Tensor)
     if was_numpy:
         try:
             arr = np.asarray(X)
         except Exception as e:  # ragged nested lists and the like
             raise TypeError(f"`{name}` must be a torch tensor or an array-like of numbers: {e}") from None
+        if arr.ndim == 0:  # np.ascontiguousarray would make it one point
+            raise ValueError(f"`{name}` must be a sample of shape (n, d) or (n,), got a scalar {X!r}")
         if arr.dtype == object or arr.dtype.kind in "USVMm":
             raise TypeError(f"`{name}` must hold numbers, got an array of dtype {arr.dtype}")
         if arr.dtype.kind == "c":
             raise TypeError(f"`{name}` must be real, got complex dtype {arr.dtype}")
         if arr.dtype.kind in "biu":
             arr = arr.astype(np.float64)
-        X = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        if arr.flags.writeable:
+            X = torch.from_numpy(arr)
+        else:  # a read-only array (pandas' copy-on-write views): shared, never written, so not copied
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                X = torch.from_numpy(arr)
     if X.is_complex():
         raise TypeError(f"`{name}` must be real, got complex dtype {X.dtype}")
     if not X.is_floating_point():
-        X = X.to(torch.get_default_dtype())
+        X = X.to(torch.float64)
     if X.ndim == 1:
         X = X[:, None]
     if X.ndim != 2:
@@ -142,6 +154,16 @@ def check_int(value, name: str, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"`{name}` must be at least {minimum}, got {value}")
     return int(value)
+
+
+def check_device(device, name: str = "device") -> torch.device:
+    """``device`` as a torch.device that this torch build can allocate on."""
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError, TypeError, ValueError) as e:  # CPU-only builds assert on "cuda"
+        raise ValueError(f"`{name}` must be a device this torch can use, got {device!r}: {e}") from None
+    return dev
 
 
 def check_bandwidth(h, name="bandwidth") -> float:

@@ -436,6 +436,7 @@ def learned_kernel_test(X, Y, featurizer: torch.nn.Module | None = None, train_f
     """
     Xt, Yt, numpy_in, count, batch, memory_budget = _setup(X, Y, n_permutations, alternative, batch, memory_budget,
                                                            progress, 2)
+    Xt, Yt = Xt.detach(), Yt.detach()  # the test gives no gradients: training never reaches the caller's graph
     if isinstance(train_fraction, bool) or not isinstance(train_fraction, Real) or not 0 < train_fraction < 1:
         raise ValueError(f"`train_fraction` must lie in (0, 1), got {train_fraction!r}")
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from mmdkit._permutations import generator
-from mmdkit._validation import as_tensor, check_finite, check_int
+from mmdkit._validation import as_tensor, check_device, check_finite, check_int
 from mmdkit.estimators import _mmd2, mmd2_from_sums
 from mmdkit.kernels import Backend, Polynomial, get_backend
 
@@ -382,7 +382,7 @@ def _kid(real, fake, subsets, subset_size, seed, subset_indices, degree, gamma, 
         raise ValueError(f"`{names[0]}` and `{names[1]}` must have the same number of columns (d), "
                          f"got {X.d} and {Y.d}")
     if device is not None:
-        device = torch.device(device)
+        device = check_device(device)
     else:
         devices = {s.device for s in (X, Y) if s.device is not None}
         if len(devices) > 1:

@@ -82,6 +82,17 @@ def _finite(value, name: str) -> float:
     return float(value)
 
 
+_LARGEST, _SMALLEST = 1.7976931348623157e308, 5e-324  # the positive float64 range
+
+
+def _power(base: float, exponent: float) -> float:
+    """base ** exponent for base > 0, inf (not an OverflowError) past the float range."""
+    try:
+        return base ** exponent
+    except OverflowError:
+        return math.inf
+
+
 def _zero_at_origin(d: Tensor, t: Tensor) -> Tensor:
     """``d`` with the entries at t == 0 set to 0 (the package's convention at a cusp)."""
     return d.masked_fill_(t == 0, 0.0)
@@ -163,6 +174,19 @@ class KernelSpec:
         """Fill defaults that depend on the dimension (only Polynomial has one)."""
         return self
 
+    def scaled(self, c: float) -> tuple[KernelSpec, float]:
+        """(k', w) with k(x, y) = w k'(c x, c y) for c > 0: this kernel on data multiplied by c.
+
+        A distance kernel with a bandwidth is a function of ||x - y|| / h, so k' has bandwidth c h and
+        w = 1 (exact for a power of two c; kept inside the positive float range). A dot kernel is not
+        scale-invariant: only c = 1 is allowed.
+        """
+        if c == 1:
+            return self, 1.0
+        if self.kind != "distance" or not self.has_bandwidth:
+            raise ValueError(f"the {self.name} kernel is not a function of ||x - y|| / h; it cannot be rescaled")
+        return replace(self, bandwidth=min(max(self._h() * c, _SMALLEST), _LARGEST)), 1.0
+
     def _h(self) -> float:
         if self.bandwidth is None:
             raise ValueError(f"`bandwidth` of {type(self).__name__} is not set; pass a float or 'median'")
@@ -176,7 +200,8 @@ class Gaussian(KernelSpec):
     name: ClassVar[str] = "gaussian"
 
     def derivative_scale(self):
-        return -0.5 / self._h() ** 2
+        h = self._h()
+        return -0.5 / h / h  # no OverflowError for h >= 1.4e154 (h ** 2 would raise): c underflows to 0
 
     def square(self):  # exp(-t / (2 h^2))^2 = exp(-t / (2 (h / sqrt 2)^2))
         return replace(self, bandwidth=self._h() / math.sqrt(2))
@@ -239,13 +264,15 @@ class Laplace(KernelSpec):
         return k, dk
 
     def fold(self):  # t' = (log2(e) / h)^2 t >= 0, k = 2^-sqrt(t'); the L1 tiles are not matmuls
-        return (_LOG2E / self._h()) ** 2 if self.norm == "l2" else None
+        f = _LOG2E / self._h()
+        return f * f if self.norm == "l2" else None
 
     def evaluate_folded_(self, t, derivative=False):
         r = t.sqrt_()  # r' = log2(e) r / h
         k = r.neg().clamp_min_(_LOG2_TINY[t.dtype]).exp2_()
         # dk/dt = -k / (2 h r) = -(log2(e) / (2 h^2)) k / r'; 0 at r = 0
-        dk = _zero_infinities_(k.div(r).mul_(-0.5 * _LOG2E / self._h() ** 2)) if derivative else None
+        h = self._h()
+        dk = _zero_infinities_(k.div(r).mul_(-0.5 * _LOG2E / h / h)) if derivative else None
         return k, dk
 
     def second_derivative(self, t):  # k (r + h) / (4 h^2 r^3), r = sqrt(t)
@@ -326,6 +353,11 @@ class Energy(KernelSpec):
             return (t + self.offset ** 2).pow_(a - 2).mul_(-a * (a - 1))
         return _zero_at_origin(t.pow(a - 2).mul_(-a * (a - 1)), t)
 
+    def scaled(self, c):  # ||x - y||^b = c^-b ||c x - c y||^b: offset c' = c offset, w = c^-b
+        if c == 1:
+            return self, 1.0
+        return replace(self, offset=self.offset * c), _power(c, -self.exponent)
+
     def anchor(self, A: Tensor) -> Tensor:
         """(||a||^2 + c^2)^(b/2) - c^b per row a of A (out of place): a norm term of the full kernel."""
         b, c = self.exponent, self.offset
@@ -355,7 +387,7 @@ class RationalQuadratic(KernelSpec):
     def second_derivative(self, t):  # (alpha + 1) / (4 alpha h^4) base^(-alpha - 2)
         h, a = self._h(), self.alpha
         base = t.mul(1.0 / (2 * a * h * h)).add_(1.0)
-        return base.pow_(-a - 2).mul_((a + 1) / (4 * a * h ** 4))
+        return base.pow_(-a - 2).mul_((a + 1) / (4 * a * h * h) / (h * h))
 
 
 @dataclass(frozen=True)
@@ -382,7 +414,7 @@ class IMQ(KernelSpec):
 
     def second_derivative(self, t):  # beta (beta - 1) / h^4 base^(beta - 2)
         h, b = self._h(), self.beta
-        return t.mul(1.0 / (h * h)).add_(1.0).pow_(b - 2).mul_(b * (b - 1) / h ** 4)
+        return t.mul(1.0 / (h * h)).add_(1.0).pow_(b - 2).mul_(b * (b - 1) / (h * h) / (h * h))
 
 
 @dataclass(frozen=True)
@@ -493,6 +525,15 @@ class Mixture(KernelSpec):
         return replace(self, components=tuple(
             c.with_bandwidth(bandwidth if c.bandwidth is None else c.bandwidth * bandwidth)
             if c.has_bandwidth else c for c in self.components))
+
+    def scaled(self, c):
+        """Each component scaled; their factors move into the weights (the largest one into w)."""
+        if c == 1:
+            return self, 1.0
+        parts = [(comp.scaled(c), wi) for comp, wi in self.weighted]
+        w = max(f for (_, f), _ in parts)
+        return replace(self, components=tuple(k for (k, _), _ in parts),
+                       weights=tuple(wi * f / w for (_, f), wi in parts)), w
 
     def evaluate_(self, t, derivative=False):
         k = dk = None

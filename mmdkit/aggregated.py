@@ -19,7 +19,7 @@ from torch import Tensor
 
 from mmdkit._permutations import null_statistics, tolerance
 from mmdkit._validation import spec_of
-from mmdkit.bandwidth import _grid, GRID_POINTS, GRID_SIZE, resolve_kernel
+from mmdkit.bandwidth import _grid, GRID_POINTS, GRID_SIZE, on_unit_scale, resolve_kernel
 from mmdkit.estimators import mmd2_from_sums
 from mmdkit.kernels import Backend, Mixture
 from mmdkit.results import BandwidthResult, TwoSampleTestResult
@@ -64,10 +64,13 @@ def aggregated_test(Xt: Tensor, Yt: Tensor, kernel, bandwidth, count: int, alpha
     w = np.full(L, 1.0 / L)
     Z = torch.cat([Xt, Yt])
     with torch.no_grad():
-        observed, null, op = null_statistics(Z, n, m, specs, engine, True, gen, 2 * count, False, batch,
+        # one process: at unit scale (a sharded backend's ranks would each pick their own scale)
+        (Z,), units, w = on_unit_scale(specs, Z) if sizes is None else ((Z,), specs, [1.0] * L)
+        observed, null, op = null_statistics(Z, n, m, units, engine, True, gen, 2 * count, False, batch,
                                              memory_budget, progress, "mmd_test (aggregated)", local)
-        sums = [engine.block_sums(Z, local, s, exclude_diagonal=True) for s in specs]
+        sums = [wi * engine.block_sums(Z, local, s, exclude_diagonal=True) for s, wi in zip(units, w)]
         stats = [float(mmd2_from_sums(S[0, 0], S[0, 1], S[1, 1], n, m, True).to(Xt.dtype)) for S in sums]
+    observed, null = observed * np.array(w), null * np.array(w)[:, None]
     # M1: the identity and the first set (quantiles); M2: the second set (level correction)
     M1 = np.sort(np.concatenate([observed[:, None], null[:, :count]], 1), 1)  # (L, B1 + 1)
     M2 = null[:, count:]  # (L, B2)

@@ -1,4 +1,5 @@
-"""Bandwidths: the median heuristic, MMDAgg's grid, and turning ``kernel=``/``bandwidth=`` into a spec."""
+"""Bandwidths: the median heuristic, MMDAgg's grid, turning ``kernel=``/``bandwidth=`` into a spec, and
+the unit scale every statistic's data meet the engine at (:func:`on_unit_scale`)."""
 from __future__ import annotations
 
 import math
@@ -9,11 +10,53 @@ from torch import Tensor
 from mmdkit._validation import as_pair, as_samples, check_bandwidth, check_int, spec_of
 from mmdkit.kernels import KernelSpec, Mixture
 
-__all__ = ["median_bandwidth", "bandwidth_grid", "resolve_kernel"]
+__all__ = ["median_bandwidth", "bandwidth_grid", "resolve_kernel", "unit_scale", "times", "on_unit_scale"]
 
 GRID_SIZE, GRID_POINTS = 10, 500  # MMDAgg's number_bandwidths and max_samples (Schrab et al. 2023)
 GRID_SMALL, GRID_LARGE = 0.1, 0.3  # its clamps of the smallest and the largest distance
 _LAMBDA_PER_H = {"gaussian": math.sqrt(2), "rq": math.sqrt(2)}  # h = lambda / this (1 otherwise)
+SAFE_EXPONENT = 20  # samples whose largest |entry| lies in [2^-20, 2^20] meet the engine as they are
+
+
+def unit_scale(*samples: Tensor) -> float:
+    """The power of two c that brings the largest |entry| of the samples into [1/2, 1), or 1 when it
+    lies in [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT] already (or every entry is 0); one device-to-host sync.
+
+    The engines square the data (||x||^2 + ||y||^2 - 2 x.y): float32 squares leave the float range
+    for entries beyond about 1e19 or below 1e-19 (float64: 1e154, 1e-154). Data times c square safely,
+    and c is exact: the distances of c x are c times those of x, bit for bit.
+    """
+    top = float(torch.stack([A.detach().abs().max().to(torch.float64) for A in samples]).max())
+    if not 0 < top < math.inf:
+        return 1.0
+    e = math.frexp(top)[1]  # top = f 2^e, f in [1/2, 1)
+    return 1.0 if abs(e) <= SAFE_EXPONENT else math.ldexp(1.0, -e)
+
+
+def times(A: Tensor, c: float) -> Tensor:
+    """A * c for a power of two c, exact and differentiable, in factors that A's dtype represents."""
+    e = math.frexp(c)[1] - 1
+    step = int(math.log2(torch.finfo(A.dtype).max)) - 1  # 2^step and 2^-step are normal numbers of the dtype
+    while e:
+        k = max(-step, min(step, e))
+        A, e = A * math.ldexp(1.0, k), e - k
+    return A
+
+
+def on_unit_scale(specs: list[KernelSpec], *samples: Tensor) -> tuple[tuple[Tensor, ...], list[KernelSpec], list]:
+    """(samples x c, [k'_s], [w_s]) with k_s(x, y) = w_s k'_s(c x, c y), c = :func:`unit_scale` of the samples:
+    the one place a statistic's data and kernels are brought to the engine's float range.
+
+    Every distance kernel is a function of ||x - y|| / h (the bandwidth scales with the data) or
+    homogeneous (Energy: w = c^-b), so a statistic, linear in k, is w times that of the scaled samples;
+    gradients flow through the multiplication by c. With a dot kernel (Polynomial, not scale-invariant)
+    c = 1 and nothing changes.
+    """
+    c = unit_scale(*samples) if all(s.kind == "distance" for s in specs) else 1.0
+    if c == 1:
+        return samples, list(specs), [1.0] * len(specs)
+    scaled = [s.scaled(c) for s in specs]
+    return tuple(times(A, c) for A in samples), [k for k, _ in scaled], [w for _, w in scaled]
 
 
 def _spaced(A: Tensor, count: int) -> Tensor:
@@ -25,7 +68,9 @@ def _spaced(A: Tensor, count: int) -> Tensor:
 
 def _median_distance(Z: Tensor, max_points: int) -> float:
     """Median nonzero pairwise distance of (a deterministic subsample of) the validated Z."""
-    dist = torch.nn.functional.pdist(_spaced(Z.detach(), max_points).double())
+    Z = _spaced(Z.detach(), max_points).double()
+    c = unit_scale(Z)  # float64 squares overflow beyond 1e154
+    dist = torch.nn.functional.pdist(times(Z, c)) / c
     dist = dist[dist > 0]
     if dist.numel() == 0:
         raise ValueError("`bandwidth`='median' is undefined: all points of `X` (and `Y`) are identical; "
@@ -63,8 +108,9 @@ def _lambda_per_h(spec: KernelSpec) -> float:
 def _grid(X: Tensor, Y: Tensor, spec: KernelSpec, count: int, max_points: int) -> tuple[float, ...]:
     """MMDAgg's collection on validated samples, as mmdkit bandwidths of ``spec`` (see :func:`bandwidth_grid`)."""
     p = 1.0 if getattr(spec, "norm", "l2") == "l1" else 2.0
-    dist = torch.cdist(X.detach()[:max_points].double(), Y.detach()[:max_points].to(X.device).double(), p=p,
-                       compute_mode="donot_use_mm_for_euclid_dist").flatten().cpu()
+    A, B = X.detach()[:max_points].double(), Y.detach()[:max_points].to(X.device).double()
+    c = unit_scale(A, B)
+    dist = torch.cdist(times(A, c), times(B, c), p=p, compute_mode="donot_use_mm_for_euclid_dist").flatten().cpu() / c
     lo = float(dist.min())
     if lo < GRID_SMALL:  # the 5% order statistic, at least GRID_SMALL
         k = math.floor(dist.numel() * 0.05)

@@ -10,6 +10,7 @@ from torch import Tensor
 from mmdkit._permutations import generator
 from mmdkit._validation import as_pair
 from mmdkit.bandwidth import resolve_kernel
+from mmdkit.estimators import _terms
 from mmdkit.kernels import Backend, KernelSpec, Mixture, compute_dtype, get_backend
 from mmdkit.results import TwoSampleTestResult
 from mmdkit.two_sample import ALTERNATIVES
@@ -158,7 +159,8 @@ def cross_mmd_test(X, Y, kernel="gaussian", bandwidth=None, seed=None, alternati
     X1, X2, Y1, Y2 = Xt[x1], Xt[x2], Yt[y1], Yt[y2]
     spec = resolve_kernel(kernel, bandwidth, X2, Y2)
     with torch.no_grad():
-        t, _, _ = _cross_mmd(X1, X2, Y1, Y2, spec, engine)
+        [(halves, unit, _)] = _terms(spec, X1, X2, Y1, Y2)  # t is a ratio: the term's weight cancels
+        t, _, _ = _cross_mmd(*halves, unit, engine)
     bw = spec.bandwidths if isinstance(spec, Mixture) else spec.bandwidth
     return TwoSampleTestResult(
         statistic=t, pvalue=_normal_pvalue(t, alternative), null_distribution=np.empty(0), n_permutations=0,

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from mmdkit._validation import FeatureKernel, as_pair, as_tensor, check_finite, is_feature_kernel, output
-from mmdkit.bandwidth import median_bandwidth, resolve_kernel
+from mmdkit.bandwidth import median_bandwidth, on_unit_scale, resolve_kernel
 from mmdkit.kernels import Backend, Energy, KernelSpec, Mixture, compute_dtype, get_backend, paired_values
 
 __all__ = ["mmd2", "mmd2_unbiased", "mmd2_biased", "mmd2_linear", "energy_distance",
@@ -34,16 +34,23 @@ def mmd2_from_sums(Sxx, Sxy, Syy, n: int, m: int, unbiased: bool):
 
 
 def _terms(kernel: KernelSpec | FeatureKernel, *samples: Tensor) -> list:
-    """[(features of each sample, spec, weight)]: one term (the samples, weight 1) for a spec, else the
-    :class:`~mmdkit._validation.FeatureKernel`'s terms on the pooled samples, split back per sample.
+    """[(features of each sample, spec, weight)]: one term (the samples) for a spec, else the
+    :class:`~mmdkit._validation.FeatureKernel`'s terms on the pooled samples, split back per sample;
+    each term brought to unit scale (:func:`~mmdkit.bandwidth.on_unit_scale`, which multiplies its weight).
 
-    The one place a statistic meets a feature kernel: every statistic is linear in k, so callers sum
-    w x (the statistic of each term).
+    The one place a statistic meets a feature kernel and the engine's float range: every statistic is
+    linear in k, so callers sum w x (the statistic of each term).
     """
     if not isinstance(kernel, FeatureKernel):
-        return [(samples, kernel, 1.0)]
+        return [_unit_term(samples, kernel, 1.0)]
     sizes = [A.shape[0] for A in samples]
-    return [(F.split(sizes), spec, w) for F, spec, w in kernel.terms(torch.cat(samples))]
+    return [_unit_term(F.split(sizes), spec, w) for F, spec, w in kernel.terms(torch.cat(samples))]
+
+
+def _unit_term(samples: tuple, spec: KernelSpec, w) -> tuple:
+    """One term of :func:`_terms` at unit scale."""
+    scaled, (spec,), (c,) = on_unit_scale([spec], *samples)
+    return scaled, spec, w if c == 1 else w * c
 
 
 def _mmd2(X: Tensor, Y: Tensor, spec: KernelSpec, estimator: str, engine: Backend) -> Tensor:
@@ -217,7 +224,9 @@ def energy_distance(X, Y, unbiased: bool = False, exponent: float = 1.0, backend
         raise TypeError(f"`unbiased` must be True or False, got {unbiased!r}")
     X, Y, numpy_out = as_pair(X, Y, 2 if unbiased else 1)
     engine = get_backend(backend, X.device, X.dtype, precision)  # checks them on the sort path too
-    return output(_energy_distance(X, Y, Energy(exponent=exponent), unbiased, engine), numpy_out, X.dtype)
+    value = sum(w * _energy_distance(FX, FY, spec, unbiased, engine)
+                for (FX, FY), spec, w in _terms(Energy(exponent=exponent), X, Y))
+    return output(value, numpy_out, X.dtype)
 
 
 def _energy_distance(X: Tensor, Y: Tensor, spec: Energy, unbiased: bool, engine: Backend) -> Tensor:

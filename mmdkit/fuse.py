@@ -17,7 +17,7 @@ from torch import Tensor
 from mmdkit._permutations import generator, null_statistics, pvalue
 from mmdkit._progress import check_progress
 from mmdkit._validation import as_pair, check_int
-from mmdkit.bandwidth import _spaced
+from mmdkit.bandwidth import _spaced, on_unit_scale, times, unit_scale
 from mmdkit.kernels import Backend, Gaussian, KernelSpec, Laplace, Mixture, get_backend
 from mmdkit.results import TwoSampleTestResult
 from mmdkit.two_sample import DEFAULT_MEMORY_BUDGET
@@ -30,23 +30,28 @@ FUSE_MAX_POINTS = 2000  # pooled points whose pairwise distances set the bandwid
 def _fuse_lambdas(Z: Tensor, norm: str, count: int) -> np.ndarray:
     """The paper's bandwidths for one norm on the validated pooled sample (see :func:`fuse_bandwidths`)."""
     Zs = _spaced(Z.detach(), FUSE_MAX_POINTS).double().cpu()
-    dist = torch.nn.functional.pdist(Zs, p=1.0 if norm == "l1" else 2.0).numpy()
+    c = unit_scale(Zs)  # float64 squares overflow beyond 1e154
+    dist = torch.nn.functional.pdist(times(Zs, c), p=1.0 if norm == "l1" else 2.0).numpy()
     # the authors take the upper triangle *with* the diagonal: N zeros, which become the median
     dist = np.concatenate([dist, np.zeros(Zs.shape[0])])
-    dist = np.where(dist == 0, np.median(dist), dist)
+    if not (dist > 0).any():
+        raise ValueError("MMD-FUSE's bandwidths are undefined: all points of `X` and `Y` coincide")
+    fill = np.median(dist)
+    if fill == 0:  # tied data, over half the distances 0: the authors' rule would give lambda_min = 0
+        fill = np.median(dist[dist > 0])
+    dist = np.where(dist == 0, fill, dist)
     k_lo, k_hi = int(math.floor(dist.size * 0.05)), int(math.floor(dist.size * 0.95))
     dist = np.partition(dist, (k_lo, k_hi))  # the two order statistics, without a full sort
-    lo, hi = dist[k_lo] / 2, dist[k_hi] * 2
-    if not hi > 0:
-        raise ValueError("MMD-FUSE's bandwidths are undefined: all points of `X` and `Y` coincide")
-    return np.linspace(lo, hi, count)
+    return np.linspace(dist[k_lo] / 2, dist[k_hi] * 2, count) / c
 
 
 def fuse_bandwidths(X, Y, norm: str = "l2", count: int = 10) -> tuple[float, ...]:
     """MMD-FUSE's bandwidths lambda for one distance, as the authors' code builds them.
 
     The pairwise distances (``norm`` "l2" or "l1") of the pooled sample, the
-    upper triangle with its diagonal, zeros replaced by their median; then
+    upper triangle with its diagonal, zeros replaced by their median (by the
+    median of the nonzero ones when over half are 0, as on discrete data,
+    where the authors' rule gives a first bandwidth of 0); then
     ``count`` values spaced linearly from half the 5% to twice the 95%
     quantile (order statistics at floor(0.05 D) and floor(0.95 D) of the D
     sorted values). Up to ``FUSE_MAX_POINTS`` pooled points are used, beyond
@@ -77,10 +82,11 @@ def fuse_collection(X: Tensor, Y: Tensor, count: int = 10) -> list[KernelSpec]:
 
 def _fused(mmd2: np.ndarray, norms: np.ndarray, n: int, lam: float) -> np.ndarray:
     """log( mean_k exp(lam * M_k) ), M_k = (n (n - 1))^(3/2) MMD^2_k / ||K0_k||_F, for (L, B) values."""
-    M = mmd2 * (n * (n - 1)) ** 1.5 / norms[:, None]
-    A = lam * M
-    top = A.max(0)
-    return top + np.log(np.exp(A - top).mean(0))
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 (every k 0): NaN, which gets no p-value
+        M = mmd2 * (n * (n - 1)) ** 1.5 / norms[:, None]
+        A = lam * M
+        top = A.max(0)
+        return top + np.log(np.exp(A - top).mean(0))
 
 
 def fuse_test(X, Y, kernel=None, n_bandwidths: int = 10, n_permutations: int = 2000, seed=None,
@@ -194,11 +200,13 @@ def _fuse(Xt: Tensor, Yt: Tensor, specs: list[KernelSpec], count: int, gen: torc
           lam: float, batch: int | None, engine: Backend, memory_budget: int, progress) -> TwoSampleTestResult:
     """MMD-FUSE on validated samples and a resolved collection (see :func:`fuse_test`)."""
     n, m = Xt.shape[0], Yt.shape[0]
-    Z = torch.cat([Xt, Yt])
     with torch.no_grad():
-        observed, null, op = null_statistics(Z, n, m, specs, engine, True, gen, count, False, batch, memory_budget,
+        (Z,), units, w = on_unit_scale(specs, torch.cat([Xt, Yt]))
+        observed, null, op = null_statistics(Z, n, m, units, engine, True, gen, count, False, batch, memory_budget,
                                              progress, "fuse_test")
         norms = op.square_sums().cpu().numpy() ** 0.5
+    w = np.array(w)  # k = w k' (1 for kernels with a bandwidth): MMD^2 and the norms scale alike
+    observed, null, norms = observed * w, null * w[:, None], norms * w
     small = min(n, m)
     fused_obs = float(_fused(observed[:, None], norms, small, lam)[0])
     fused_null = _fused(null, norms, small, lam)

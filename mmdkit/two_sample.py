@@ -119,10 +119,11 @@ def energy_test(X, Y, exponent: float = 1.0, n_permutations: int = 1000, seed=No
     count = math.comb(n + m, n) if exact else count
     scale = n * m / (n + m)
     with torch.no_grad():
-        statistic = float(output(_energy_distance(Xt, Yt, spec, False, engine), numpy_in, Xt.dtype)) * n * m / (n + m)
-        observed, null, op = null_statistics(torch.cat([Xt, Yt]), n, m, [spec], engine, False, gen, count, exact,
+        [((FX, FY), unit, w)] = _terms(spec, Xt, Yt)
+        statistic = float(output(w * _energy_distance(FX, FY, unit, False, engine), numpy_in, Xt.dtype)) * scale
+        observed, null, op = null_statistics(torch.cat([FX, FY]), n, m, [unit], engine, False, gen, count, exact,
                                              batch, memory_budget, progress, "energy_test")
-    null, observed = null[0] * scale, observed[0] * scale
+    null, observed = null[0] * (w * scale), observed[0] * (w * scale)
     return TwoSampleTestResult(
         statistic=statistic, pvalue=pvalue(null, observed, alternative, exact, op.dtype),
         null_distribution=null, n_permutations=count, exact=exact, kernel=spec, bandwidth=None,

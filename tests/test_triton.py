@@ -371,10 +371,14 @@ def _normwise32(t: np.ndarray, ref: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("d", [16, 64])
-def test_tf32x3_split_keeps_the_distance_tile_at_float32_accuracy(d):
-    """The error model of "tf32x3" on the distance tile t = |x|^2 + |y|^2 - 2 x.y (norms in float32):
-    within 2x the error of exact float32 products (measured 1.01-1.05x, ~5.4e-8), where plain tf32 operands
-    (rounded to nearest) are ~700-1300x float32's (3.6e-5-6.9e-5). Documented in kernel_matmul's docstring."""
+def test_tf32x3_split_keeps_the_distance_tile_at_float32_accuracy(d, budget):
+    """The error model of "tf32x3" on the distance tile t = |x|^2 + |y|^2 - 2 x.y (norms in float32): like
+    exact float32 products, within the float32 budget (tests/conftest.py) of a few roundings per entry
+    (the two norms, the dot's blocked sum of log2(d) levels, the two additions: 4 + log2(d) terms) times
+    the conditioning ||(|x|^2 + |y|^2 + 2 |x|.|y|)|| / ||t|| (1.6 here): 9.1e-7 / 6.2e-7 at d = 16 / 64.
+    Measured here: 0.89 u / 0.91 u (ieee) and 0.93 u / 0.91 u (tf32x3), u = 2^-24 = 6.0e-8; plain tf32
+    operands (rounded to nearest) are ~700-1300x float32's (3.6e-5-6.9e-5). Documented in kernel_matmul's
+    docstring."""
     rng = np.random.default_rng(d)
     X = rng.standard_normal((128, d)).astype(np.float32)
     Y = (rng.standard_normal((96, d)) + 0.3).astype(np.float32)
@@ -386,9 +390,10 @@ def test_tf32x3_split_keeps_the_distance_tile_at_float32_accuracy(d):
             "tf32": np.matmul(_tf32_round(X), _tf32_round(Y.T), dtype=np.float32),
             "tf32x3": _tf32x3_dot(X, Y.T, zero)}
     err = {k: _normwise32(norms - np.float32(2) * s, ref) for k, s in dots.items()}
-    assert err["ieee"] <= 1e-7
-    assert err["tf32x3"] <= 2 * err["ieee"], err
-    assert err["tf32"] >= 100 * err["ieee"], err
+    parts = (X64 ** 2).sum(1)[:, None] + (Y64 ** 2).sum(1)[None, :] + 2 * np.abs(X64) @ np.abs(Y64.T)
+    allowed = budget(torch.float32, 4 + np.log2(d), np.linalg.norm(parts) / np.linalg.norm(ref))
+    assert err["ieee"] <= allowed and err["tf32x3"] <= allowed, (err, allowed)
+    assert err["tf32"] >= 100 * err["ieee"], err  # not rounding level: tf32's 10-bit operands
     # the split itself: a_hi + a_lo carries 22 significant bits of a
     hi = _tf32_round(X)
     assert np.abs(hi + _tf32_round(X - hi) - X).max() <= 2.0 ** -21 * np.abs(X).max()

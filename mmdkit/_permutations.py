@@ -39,7 +39,8 @@ from mmdkit._progress import Progress
 from mmdkit.estimators import mmd2_from_sums
 from mmdkit.kernels import Backend, KernelSpec, label_block
 
-__all__ = ["generator", "permutation_key", "permute", "x_masks", "null_statistics", "pvalue", "tolerance"]
+__all__ = ["generator", "permutation_key", "permute", "x_masks", "null_statistics", "all_finite", "pvalue",
+           "tolerance"]
 
 LABEL_BYTES = 64 * 2**20  # automatic batch: label and product blocks of about this size
 
@@ -246,6 +247,16 @@ def tolerance(values, dtype: torch.dtype):
     return np.abs(values) * (100 * torch.finfo(dtype).eps)
 
 
+def all_finite(observed, null: np.ndarray) -> bool:
+    """True when the statistic(s) and every permutation value are finite; else False with a RuntimeWarning."""
+    if np.isfinite(observed).all() and np.isfinite(null).all():
+        return True
+    warnings.warn(f"no p-value (NaN): of the test statistic(s) {np.asarray(observed).ravel()[:4]} and their "
+                  f"{null.size} permutation values, {np.count_nonzero(~np.isfinite(observed))} and "
+                  f"{np.count_nonzero(~np.isfinite(null))} are not finite", RuntimeWarning, stacklevel=4)
+    return False
+
+
 def pvalue(null: np.ndarray, observed: float, alternative: str, exact: bool, dtype) -> float:
     """(adj + #{null at least as extreme}) / (adj + P), adj = 0 for an exact test (scipy's rule).
 
@@ -253,10 +264,7 @@ def pvalue(null: np.ndarray, observed: float, alternative: str, exact: bool, dty
     comparisons with a NaN is a p-value (scipy's tests likewise return NaN where the statistic is
     undefined, as ``pearsonr`` on constant input, rather than raise).
     """
-    if not (np.isfinite(observed).all() and np.isfinite(null).all()):
-        warnings.warn(f"no p-value (NaN): the test statistic is {float(np.max(observed))} and "
-                      f"{np.count_nonzero(~np.isfinite(null))} of its {null.size} permutation values are not "
-                      "finite", RuntimeWarning, stacklevel=3)
+    if not all_finite(observed, null):
         return math.nan
     adj = 0 if exact else 1
     gamma = tolerance(observed, dtype)

@@ -61,12 +61,12 @@ def as_tensor(X, name: str, min_n: int = 1) -> tuple[Tensor, bool]:
             arr = np.asarray(X)
         except Exception as e:  # ragged nested lists and the like
             raise TypeError(f"`{name}` must be a torch tensor or an array-like of numbers: {e}") from None
-        if arr.ndim == 0:  # np.ascontiguousarray would make it one point
-            raise ValueError(f"`{name}` must be a sample of shape (n, d) or (n,), got a scalar {X!r}")
         if arr.dtype == object or arr.dtype.kind in "USVMm":
             raise TypeError(f"`{name}` must hold numbers, got an array of dtype {arr.dtype}")
         if arr.dtype.kind == "c":
             raise TypeError(f"`{name}` must be real, got complex dtype {arr.dtype}")
+        if arr.ndim == 0:  # np.ascontiguousarray would make it one point
+            raise ValueError(f"`{name}` must be a sample of shape (n, d) or (n,), got a scalar {X!r}")
         if arr.dtype.kind in "biu":
             arr = arr.astype(np.float64)
         arr = np.ascontiguousarray(arr)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mmdkit._permutations import null_statistics, tolerance
+from mmdkit._permutations import all_finite, null_statistics, tolerance
 from mmdkit._validation import spec_of
 from mmdkit.bandwidth import _grid, GRID_POINTS, GRID_SIZE, on_unit_scale, resolve_kernel
 from mmdkit.estimators import mmd2_from_sums
@@ -65,12 +65,13 @@ def aggregated_test(Xt: Tensor, Yt: Tensor, kernel, bandwidth, count: int, alpha
     Z = torch.cat([Xt, Yt])
     with torch.no_grad():
         # one process: at unit scale (a sharded backend's ranks would each pick their own scale)
-        (Z,), units, w = on_unit_scale(specs, Z) if sizes is None else ((Z,), specs, [1.0] * L)
+        (Z,), units, k_w = on_unit_scale(specs, Z) if sizes is None else ((Z,), specs, [1.0] * L)
         observed, null, op = null_statistics(Z, n, m, units, engine, True, gen, 2 * count, False, batch,
                                              memory_budget, progress, "mmd_test (aggregated)", local)
-        sums = [wi * engine.block_sums(Z, local, s, exclude_diagonal=True) for s, wi in zip(units, w)]
+        sums = [kw * engine.block_sums(Z, local, s, exclude_diagonal=True) for s, kw in zip(units, k_w)]
         stats = [float(mmd2_from_sums(S[0, 0], S[0, 1], S[1, 1], n, m, True).to(Xt.dtype)) for S in sums]
-    observed, null = observed * np.array(w), null * np.array(w)[:, None]
+    k_w = np.array(k_w)  # k_l = k_w k'_l: 1 for kernels with a bandwidth
+    observed, null = observed * k_w, null * k_w[:, None]
     # M1: the identity and the first set (quantiles); M2: the second set (level correction)
     M1 = np.sort(np.concatenate([observed[:, None], null[:, :count]], 1), 1)  # (L, B1 + 1)
     M2 = null[:, count:]  # (L, B2)
@@ -101,7 +102,7 @@ def aggregated_test(Xt: Tensor, Yt: Tensor, kernel, bandwidth, count: int, alpha
     p_obs = single_pvalues(observed[:, None])[:, 0]
     t_obs = float(np.min(p_obs / w))
     t_null = np.min(single_pvalues(M2) / w[:, None], 0)
-    pvalue = (1 + np.count_nonzero(t_null <= t_obs)) / (1 + t_null.size)
+    pvalue = (1 + np.count_nonzero(t_null <= t_obs)) / (1 + t_null.size) if all_finite(observed, null) else np.nan
     thresholds = u * w
     details = tuple(BandwidthResult(bandwidth=float(s.bandwidth), statistic=stats[i], pvalue=float(p_obs[i]),
                                     threshold=float(thresholds[i]), reject=bool(p_obs[i] <= thresholds[i]),
@@ -111,4 +112,4 @@ def aggregated_test(Xt: Tensor, Yt: Tensor, kernel, bandwidth, count: int, alpha
         statistic=t_obs, pvalue=float(pvalue), null_distribution=t_null, n_permutations=count, exact=False,
         kernel=Mixture(components=tuple(specs)), bandwidth=tuple(float(s.bandwidth) for s in specs),
         backend=engine.name, method=op.method, alternative=alternative, test="mmdagg", alpha=float(alpha),
-        reject=any(d.reject for d in details), per_bandwidth=details)
+        reject=bool(np.isfinite(pvalue)) and any(d.reject for d in details), per_bandwidth=details)

@@ -34,11 +34,13 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import threading
 
 import torch
 from torch import Tensor
 
 from mmdkit.kernels.specs import KernelSpec, derivative
+from mmdkit.kernels.workers import run_lanes, sweep
 
 __all__ = ["kernel_matmul", "kernel_matmuls", "block_sums", "PermutationSums", "paired_values", "tiles",
            "label_block", "TILE_ROWS", "TILE_COLS", "TILE_SYM"]
@@ -182,7 +184,7 @@ def _near_scale(L: Tensor) -> float:
 
 def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, norm: str = "l2",
             fold: float | None = None, bound: float | None = None,
-            points: tuple[Tensor, Tensor] | None = None) -> Tensor:
+            points: tuple[Tensor, Tensor] | None = None, scratch: Tensor | None = None) -> Tensor:
     """The tile of t (|x - y|^2, |x - y|_1^2 or <x, y>) for the factors L, R of :func:`_factors`.
 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself,
@@ -191,14 +193,18 @@ def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, n
     scale) the tile is fold * t; a negative fold leaves the clamp at 0 to the
     kernel's folded evaluation. ``bound``: :func:`_cusp_bound` of the whole factors (else the tile's).
     ``points``: the tile's rows of the points the factors came from (centred, in their dtype), which
-    cusp kernels' close pairs are refined from where the tiles are matmuls.
+    cusp kernels' close pairs are refined from where the tiles are matmuls. ``scratch``: a flat buffer of
+    at least BM x BN elements that a matmul tile is written into (a worker's reused tile, see :func:`_scratch`).
     """
     if kind == "distance" and norm == "l1":  # raw points: (sum_c |x_c - y_c|)^2, exact 0 at x = y
         t = torch.cdist(L, R, p=1).square_()
     elif kind == "distance" and L.shape[1] <= DIRECT_MAX_D:  # raw points: sum_c (x_c - y_c)^2
         t = _direct_t(L, R)
     else:
-        t = L @ R.T  # (BM, d+2) @ (d+2, BN) -> (BM, BN)
+        if scratch is None:
+            t = L @ R.T  # (BM, d+2) @ (d+2, BN) -> (BM, BN)
+        else:  # the same product into the worker's tile (no fresh allocation, and its pages stay in cache)
+            t = torch.mm(L, R.T, out=scratch[:L.shape[0] * R.shape[0]].view(L.shape[0], R.shape[0]))
         if kind == "distance" and cusp:
             # Close pairs (t below :func:`_cusp_bound`'s threshold, per row here) get t from direct
             # differences of the ``points``: exact where x = y (t = 0, the cusp's convention), accurate
@@ -247,13 +253,14 @@ def _refine_(t: Tensor, near: Tensor, X: Tensor, Y: Tensor, fold: float | None) 
 
 def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: int | None,
           exclude: bool = True, fold: float | None = None, bound: float | None = None,
-          points: tuple[Tensor, Tensor] | None = None):
+          points: tuple[Tensor, Tensor] | None = None, scratch: Tensor | None = None):
     """k and dk/dt / _dk_unit(kernel) on the tile L @ R.T (factors folded by ``fold``, see :func:`_fold_of`).
 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself:
-    they are zeroed (``exclude``) or get a distance of exactly 0. ``bound``, ``points``: see :func:`_t_tile`.
+    they are zeroed (``exclude``) or get a distance of exactly 0. ``bound``, ``points``, ``scratch``:
+    see :func:`_t_tile` (k may live in ``scratch``: use it before the next tile).
     """
-    t = _t_tile(L, R, kernel.kind, kernel.cusp_at_zero, diagonal, kernel.norm, fold, bound, points)
+    t = _t_tile(L, R, kernel.kind, kernel.cusp_at_zero, diagonal, kernel.norm, fold, bound, points, scratch)
     scaled = derivative and kernel.derivative_scale() is not None
     evaluate = kernel.evaluate_ if fold is None else kernel.evaluate_folded_
     k, dk = evaluate(t, derivative and not scaled)
@@ -264,6 +271,12 @@ def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: 
         if dk is not None:
             dk.diagonal(diagonal).zero_()
     return k, dk
+
+
+def _scratch(jobs, L: Tensor) -> Tensor:
+    """A flat tile buffer for one lane of ``jobs`` (:func:`tiles` tuples): as large as the largest tile."""
+    size = max((i1 - i0) * (j1 - j0) for i0, i1, j0, j1, _ in jobs)
+    return torch.empty(size, dtype=L.dtype, device=L.device)
 
 
 def _ranges(n: int, step: int, bounds=(0,)) -> list[tuple[int, int]]:
@@ -298,39 +311,62 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
     L, R = _factors(X, X if sym else Y, kernel.kind, kernel.norm, fold)
     bound = _cusp_bound(L, R, kernel.kind, kernel.cusp_at_zero, fold)
     n, m = L.shape[0], R.shape[0]
-    acc = lambda A, rows: None if A is None else torch.zeros(rows, A.shape[1], dtype=A.dtype, device=A.device)
-    KV, KtVT, DW, DtWT = acc(V, n), acc(VT, m), acc(W, n), acc(WT, m)
     deriv = W is not None or WT is not None
     rows = _ranges(n, TILE_SYM if sym else TILE_ROWS)
     same = not sym and exclude_diagonal  # X vs Y of equal length: pairs (i, i) dropped
-    for i0, i1, j0, j1, diag in tiles(rows, None if sym else _ranges(m, TILE_COLS)):
-        if same and i0 < j1 and j0 < i1:
-            diag = i0 - j0
-        k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal, fold, bound,
-                      (X[i0:i1], (X if sym else Y)[j0:j1]))
-        kv = None if V is None and VT is None else k.to((V if V is not None else VT).dtype)
-        if deriv:
-            dk = dk.to((W if W is not None else WT).dtype)
-        if V is not None:
-            KV[i0:i1].addmm_(kv, V[j0:j1])  # (BM, BN) @ (BN, p) -> (BM, p)
-        if W is not None:
-            DW[i0:i1].addmm_(dk, W[j0:j1])
-        if sym and j0 != i0:  # the mirrored tile
+    jobs = list(tiles(rows, None if sym else _ranges(m, TILE_COLS)))
+
+    def lane(idx):  # this lane's tiles into its own accumulators
+        acc = lambda A, rows: None if A is None else torch.zeros(rows, A.shape[1], dtype=A.dtype, device=A.device)
+        KV, KtVT, DW, DtWT = acc(V, n), acc(VT, m), acc(W, n), acc(WT, m)
+        scratch = _scratch(jobs, L)
+        for i0, i1, j0, j1, diag in (jobs[t] for t in idx):
+            if same and i0 < j1 and j0 < i1:
+                diag = i0 - j0
+            k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal, fold, bound,
+                          (X[i0:i1], (X if sym else Y)[j0:j1]), scratch)
+            kv = None if V is None and VT is None else k.to((V if V is not None else VT).dtype)
+            if deriv:
+                dk = dk.to((W if W is not None else WT).dtype)
             if V is not None:
-                KV[j0:j1].addmm_(kv.T, V[i0:i1])
+                KV[i0:i1].addmm_(kv, V[j0:j1])  # (BM, BN) @ (BN, p) -> (BM, p)
             if W is not None:
-                DW[j0:j1].addmm_(dk.T, W[i0:i1])
-        if not sym:
-            if VT is not None:
-                KtVT[j0:j1].addmm_(kv.T, VT[i0:i1])  # (BN, BM) @ (BM, p) -> (BN, p)
-            if WT is not None:
-                DtWT[j0:j1].addmm_(dk.T, WT[i0:i1])
+                DW[i0:i1].addmm_(dk, W[j0:j1])
+            if sym and j0 != i0:  # the mirrored tile
+                if V is not None:
+                    KV[j0:j1].addmm_(kv.T, V[i0:i1])
+                if W is not None:
+                    DW[j0:j1].addmm_(dk.T, W[i0:i1])
+            if not sym:
+                if VT is not None:
+                    KtVT[j0:j1].addmm_(kv.T, VT[i0:i1])  # (BN, BM) @ (BM, p) -> (BN, p)
+                if WT is not None:
+                    DtWT[j0:j1].addmm_(dk.T, WT[i0:i1])
+        return KV, KtVT, DW, DtWT
+
+    parts = run_lanes(lane, _tile_costs(jobs), X.device)
+    KV, KtVT, DW, DtWT = _add_lanes(parts)
     unit = _dk_unit(kernel)
     if unit != 1.0:
         for A in (DW, DtWT):
             if A is not None:
                 A.mul_(unit)
     return KV, KtVT, DW, DtWT
+
+
+def _tile_costs(jobs) -> list[float]:
+    """The work of each tile of :func:`tiles` (its pairs), for :func:`~mmdkit.kernels.workers.run_lanes`."""
+    return [float((i1 - i0) * (j1 - j0)) for i0, i1, j0, j1, _ in jobs]
+
+
+def _add_lanes(parts: list) -> tuple:
+    """The lanes' partial results (tuples of tensors or None) summed elementwise, in lane order."""
+    first = parts[0]
+    for other in parts[1:]:
+        for A, B in zip(first, other):
+            if A is not None:
+                A.add_(B)
+    return first
 
 
 def _outer(A: Tensor, Z: Tensor) -> Tensor:
@@ -396,6 +432,7 @@ def _matmul_grads_graph(X, Y, V, G, kernel, exclude, needs):
 
 class _KernelMatmul(torch.autograd.Function):
     @staticmethod
+    @sweep
     def forward(ctx, X, Y, V, kernel, exclude_diagonal):
         Xc, Yc = _centre(X, Y, kernel)
         # V (and so the products) stay float64 when V is, whatever the tiles' dtype
@@ -406,6 +443,7 @@ class _KernelMatmul(torch.autograd.Function):
         return out.to(V.dtype)
 
     @staticmethod
+    @sweep
     def backward(ctx, G):
         X, Y, V, Xc, Yc, Vc = ctx.saved_tensors
         kernel, kind = ctx.kernel, ctx.kernel.kind
@@ -452,6 +490,7 @@ def kernel_matmul(X: Tensor, Y: Tensor | None, V: Tensor, kernel: KernelSpec,
     return _KernelMatmul.apply(X, Y, V, kernel, exclude_diagonal)
 
 
+@sweep
 def kernel_matmuls(X: Tensor, Y: Tensor | None, V: Tensor, kernels: tuple[KernelSpec, ...],
                    exclude_diagonal: bool = False) -> Tensor:
     """(S, n, p): K_s(X, Y) @ V for several kernels sharing each distance tile, in one sweep.
@@ -470,27 +509,33 @@ def kernel_matmuls(X: Tensor, Y: Tensor | None, V: Tensor, kernels: tuple[Kernel
     L, R = _factors(Xc, Xc if sym else Yc, first.kind, first.norm)
     Vc = V.detach().to(torch.promote_types(Xc.dtype, V.dtype))
     n, m = L.shape[0], R.shape[0]
-    out = torch.zeros(len(kernels), n, V.shape[1], dtype=Vc.dtype, device=V.device)
     cusp = any(k.cusp_at_zero for k in kernels)
     bound = _cusp_bound(L, R, first.kind, cusp)
     rows = _ranges(n, TILE_SYM if sym else TILE_ROWS)
-    for i0, i1, j0, j1, diag in tiles(rows, None if sym else _ranges(m, TILE_COLS)):
-        if not sym and exclude_diagonal and i0 < j1 and j0 < i1:
-            diag = i0 - j0
-        t = _t_tile(L[i0:i1], R[j0:j1], first.kind, cusp, diag, first.norm, bound=bound,
-                    points=(Xc[i0:i1], (Xc if sym else Yc)[j0:j1]))
-        for s, kernel in enumerate(kernels):
-            k = kernel.evaluate_(t if s == len(kernels) - 1 else t.clone())[0].to(Vc.dtype)
-            if diag is not None and exclude_diagonal:
-                k.diagonal(diag).zero_()
-            out[s, i0:i1].addmm_(k, Vc[j0:j1])
-            if sym and j0 != i0:  # the mirrored tile
-                out[s, j0:j1].addmm_(k.T, Vc[i0:i1])
-    return out.to(V.dtype)
+    jobs = list(tiles(rows, None if sym else _ranges(m, TILE_COLS)))
+
+    def lane(idx):
+        out = torch.zeros(len(kernels), n, V.shape[1], dtype=Vc.dtype, device=V.device)
+        for i0, i1, j0, j1, diag in (jobs[t] for t in idx):
+            if not sym and exclude_diagonal and i0 < j1 and j0 < i1:
+                diag = i0 - j0
+            t = _t_tile(L[i0:i1], R[j0:j1], first.kind, cusp, diag, first.norm, bound=bound,
+                        points=(Xc[i0:i1], (Xc if sym else Yc)[j0:j1]))
+            for s, kernel in enumerate(kernels):
+                k = kernel.evaluate_(t if s == len(kernels) - 1 else t.clone())[0].to(Vc.dtype)
+                if diag is not None and exclude_diagonal:
+                    k.diagonal(diag).zero_()
+                out[s, i0:i1].addmm_(k, Vc[j0:j1])
+                if sym and j0 != i0:  # the mirrored tile
+                    out[s, j0:j1].addmm_(k.T, Vc[i0:i1])
+        return (out,)
+
+    return _add_lanes(run_lanes(lane, _tile_costs(jobs), X.device))[0].to(V.dtype)
 
 
 class _BlockSums(torch.autograd.Function):
     @staticmethod
+    @sweep
     def forward(ctx, Z, bounds, kernel, exclude_diagonal, need_grad):
         Zc, _ = _centre(Z, None, kernel)
         fold = _fold_of(kernel, Zc.shape[1])
@@ -500,32 +545,46 @@ class _BlockSums(torch.autograd.Function):
         group = torch.bucketize(torch.arange(N, device=Z.device), cuts, right=True)
         gdt = grad_dtype(Zc)
         Zaug = torch.cat([torch.ones(N, 1, dtype=Zc.dtype, device=Zc.device), Zc], 1).to(gdt) if need_grad else None
-        S = [[0.0] * p for _ in range(p)]  # float64 block sums, as Python floats
         # D[b, i] = sum_{j in block b} k'_ij [1, z_j]  (block-major, so each update is one in-place addmm)
-        D = torch.zeros(p, N, Zaug.shape[1], dtype=gdt, device=Z.device) if need_grad else None
         chunks = _ranges(N, TILE_SYM, bounds)
         block = {i0: bisect.bisect_right(bounds, i0) - 1 for i0, _ in chunks}
         cusp_bound = _cusp_bound(L, R, kernel.kind, kernel.cusp_at_zero, fold)
-        for i0, i1, j0, j1, diag in tiles(chunks):
-            bi, bj = block[i0], block[j0]
-            # float32 row sums, float64 across them (a float64 sum of the whole tile costs 5x more)
-            if need_grad or diag is not None:
-                k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal, fold, cusp_bound,
-                              (Zc[i0:i1], Zc[j0:j1]))
-                total = k.sum(1).sum(dtype=torch.float64)
-            else:  # no k tile needed: the kernel's row sums (one pass less for Energy)
-                t = _t_tile(L[i0:i1], R[j0:j1], kernel.kind, kernel.cusp_at_zero, None, kernel.norm, fold,
-                            cusp_bound, (Zc[i0:i1], Zc[j0:j1]))
-                total = kernel.row_sums_(t, fold is not None).sum(dtype=torch.float64)
-            total = float(total)  # exact: the float64 sums accumulate as Python floats (no tensor ops per tile)
-            S[bi][bj] += total
-            if need_grad:
-                dk = dk.to(gdt)
-                D[bj, i0:i1].addmm_(dk, Zaug[j0:j1])  # (BM, BN) @ (BN, 1+d) -> (BM, 1+d)
-            if j0 != i0:  # the mirrored tile
-                S[bj][bi] += total
+        jobs = list(tiles(chunks))
+
+        def lane(idx):  # (this lane's tile totals by tile index, its part of D)
+            totals = {}
+            D = torch.zeros(p, N, Zaug.shape[1], dtype=gdt, device=Z.device) if need_grad else None
+            scratch = _scratch(jobs, L)
+            for t_ in idx:
+                i0, i1, j0, j1, diag = jobs[t_]
+                bi, bj = block[i0], block[j0]
+                # float32 row sums, float64 across them (a float64 sum of the whole tile costs 5x more)
+                if need_grad or diag is not None:
+                    k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal, fold, cusp_bound,
+                                  (Zc[i0:i1], Zc[j0:j1]), scratch)
+                    total = k.sum(1).sum(dtype=torch.float64)
+                else:  # no k tile needed: the kernel's row sums (one pass less for Energy)
+                    t = _t_tile(L[i0:i1], R[j0:j1], kernel.kind, kernel.cusp_at_zero, None, kernel.norm, fold,
+                                cusp_bound, (Zc[i0:i1], Zc[j0:j1]), scratch)
+                    total = kernel.row_sums_(t, fold is not None).sum(dtype=torch.float64)
+                totals[t_] = float(total)
                 if need_grad:
-                    D[bi, j0:j1].addmm_(dk.T, Zaug[i0:i1])
+                    dk = dk.to(gdt)
+                    D[bj, i0:i1].addmm_(dk, Zaug[j0:j1])  # (BM, BN) @ (BN, 1+d) -> (BM, 1+d)
+                    if j0 != i0:  # the mirrored tile
+                        D[bi, j0:j1].addmm_(dk.T, Zaug[i0:i1])
+            return totals, D
+
+        parts = run_lanes(lane, _tile_costs(jobs), Z.device)
+        totals = {t_: v for part, _ in parts for t_, v in part.items()}
+        D = _add_lanes([(D_,) for _, D_ in parts])[0]
+        # float64 block sums as Python floats, added in tile order: the same S on any number of workers
+        S = [[0.0] * p for _ in range(p)]
+        for t_, (i0, _, j0, _, _) in enumerate(jobs):
+            bi, bj = block[i0], block[j0]
+            S[bi][bj] += totals[t_]
+            if j0 != i0:  # the mirrored tile
+                S[bj][bi] += totals[t_]
         unit = _dk_unit(kernel)
         if need_grad and unit != 1.0:
             D.mul_(unit)
@@ -535,6 +594,7 @@ class _BlockSums(torch.autograd.Function):
         return torch.tensor(S, dtype=torch.float64, device=Z.device)
 
     @staticmethod
+    @sweep
     def backward(ctx, G):
         Z, Zc, D, group = ctx.saved_tensors
         kernel = ctx.kernel
@@ -624,6 +684,7 @@ class PermutationSums:
     :meth:`square_sums` gives sum_{i != j} k^2 per spec (MMD-FUSE's normalisers).
     """
 
+    @sweep
     def __init__(self, Z: Tensor, specs: list[KernelSpec], memory_budget: int):
         specs = [s.resolve(Z.shape[1]) for s in specs]
         if len({s.kind for s in specs}) != 1:
@@ -648,32 +709,47 @@ class PermutationSums:
         self.bounds = {norm: _cusp_bound(*self.factors[norm], self.kind, any(specs[i].cusp_at_zero for i in idx))
                        for norm, idx in self.groups.items()}
         self.k1 = None  # (S, N) float64 K0 1 per spec, from the first call
-        self.cache = list(self._upper_tiles()) if self.method == "dense" else None
+        self.jobs = list(tiles(self.rows))  # the upper tiles, block row by block row
+        self.cache = None
+        if self.method == "dense":
+            parts = run_lanes(lambda idx: [(t, self._tile(t)) for t in idx], _tile_costs(self.jobs), self.device)
+            self.cache = [ks for _, ks in sorted((e for part in parts for e in part), key=lambda e: e[0])]
 
-    def _upper_tiles(self):
-        """(i0, i1, j0, j1, [tile of U_s]) over the upper tiles, diagonal tiles strictly upper."""
-        for i0, i1, j0, j1, diag in tiles(self.rows):
-            ks: list[Tensor] = [None] * len(self.specs)
-            for norm, idx in self.groups.items():
-                L, R = self.factors[norm]
-                cusp = any(self.specs[i].cusp_at_zero for i in idx)
-                Z = self.points[norm]
-                t = _t_tile(L[i0:i1], R[j0:j1], self.kind, cusp, diag, norm, bound=self.bounds[norm],
-                            points=(Z[i0:i1], Z[j0:j1]))
-                for i in idx:
-                    ks[i] = self.specs[i].evaluate_(t if i == idx[-1] else t.clone())[0]
-            if diag is not None:
-                for k in ks:
-                    k.triu_(1)  # each unordered pair once, the diagonal dropped
-            yield i0, i1, j0, j1, ks
+    def _tile(self, tile: int) -> list[Tensor]:
+        """[tile of U_s per spec] for upper tile ``tile`` of ``self.jobs`` (diagonal tiles strictly upper)."""
+        i0, i1, j0, j1, diag = self.jobs[tile]
+        ks: list[Tensor] = [None] * len(self.specs)
+        for norm, idx in self.groups.items():
+            L, R = self.factors[norm]
+            cusp = any(self.specs[i].cusp_at_zero for i in idx)
+            Z = self.points[norm]
+            t = _t_tile(L[i0:i1], R[j0:j1], self.kind, cusp, diag, norm, bound=self.bounds[norm],
+                        points=(Z[i0:i1], Z[j0:j1]))
+            for i in idx:
+                ks[i] = self.specs[i].evaluate_(t if i == idx[-1] else t.clone())[0]
+        if diag is not None:
+            for k in ks:
+                k.triu_(1)  # each unordered pair once, the diagonal dropped
+        return ks
 
+    def _tiles_of(self, t: int) -> list[Tensor]:
+        """The tiles of upper tile ``t``: cached (dense) or computed now (streamed)."""
+        return self.cache[t] if self.cache is not None else self._tile(t)
+
+    @sweep
     def square_sums(self) -> Tensor:
         """float64 (S,): sum_{i != j} k_s(z_i, z_j)^2 per spec (from the cached tiles, or one streamed sweep)."""
+        def lane(idx):
+            return {t: torch.stack([k.square().sum(1).sum(dtype=torch.float64) for k in self._tiles_of(t)])
+                    for t in idx}
+        parts = run_lanes(lane, _tile_costs(self.jobs), self.device)
+        per_tile = {t: v for part in parts for t, v in part.items()}
         out = torch.zeros(len(self.specs), dtype=torch.float64, device=self.device)
-        for *_, ks in (self.cache or self._upper_tiles()):
-            out += torch.stack([k.square().sum(1).sum(dtype=torch.float64) for k in ks])
+        for t in range(len(self.jobs)):  # tile order: the same sums on any number of workers
+            out += per_tile[t]
         return 2 * out
 
+    @sweep
     def __call__(self, E: Tensor, tick=None) -> list[tuple[Tensor, Tensor, Tensor]]:
         # E in padded columns, a multiple of LABEL_ALIGN: the GEMMs' rows then start 64-byte aligned
         # (at B = 1001 or 4001 columns they ran ~1.5x slower, bench/RESULTS.md); the pad is sliced off below.
@@ -682,40 +758,55 @@ class PermutationSums:
         N, f64 = V.shape[0], torch.float64
         first = self.k1 is None
         count = len(self.specs)
-        q = [torch.zeros(V.shape[1], dtype=f64, device=V.device) for _ in range(count)]
-        u = torch.zeros(count, V.shape[1], dtype=f64, device=V.device)  # e' K0 1 per spec and column
-        k1 = torch.zeros(count, N, dtype=f64, device=V.device) if first else self.k1  # K0 1 = U 1 + U' 1
-        acc: list[Tensor] = []
-        row = None
+        by_row: dict[int, list[int]] = {}  # block row -> its tiles, the diagonal one first (tiles() order)
+        for t, (i0, *_rest) in enumerate(self.jobs):
+            by_row.setdefault(i0, []).append(t)
+        starts = sorted(by_row)
+        lock = threading.Lock()
 
-        def finish():  # block row done: acc = (U V)[rows]; K0 1 is complete on these rows (U 1 from this
-            r0, r1 = row  # block row's tiles, U' 1 from the tiles above them, all visited by now)
-            for s, A in enumerate(acc):
-                q[s] += _colsum64(A.mul_(V[r0:r1]))  # A is scratch: the next row overwrites it
-            step = SUM_ROWS64 if V.device.type == "cpu" else r1 - r0  # CPU: no N x B float64 copy
-            for a in range(r0, r1, step):
-                b = min(a + step, r1)
+        def lane(rows):  # block rows -> ({row: [q of the row per spec]}, this lane's part of K0 1)
+            tall = max(self.jobs[by_row[starts[r]][0]][1] - starts[r] for r in rows)
+            bufs = [torch.empty(tall, V.shape[1], dtype=V.dtype, device=V.device) for _ in range(count)]  # reused
+            k1 = torch.zeros(count, N, dtype=f64, device=V.device) if first else None  # K0 1 = U 1 + U' 1
+            q_rows = {}
+            for r in rows:
+                for t in by_row[starts[r]]:
+                    i0, i1, j0, j1, _ = self.jobs[t]
+                    ks = self._tiles_of(t)
+                    acc = [buf[:i1 - i0] for buf in bufs]
+                    for A, k in zip(acc, ks):
+                        _tile_product(A, k, V[j0:j1], diagonal=i0 == j0)
+                    if first:  # U 1 and U' 1, the row and column sums of the upper tiles
+                        for s, k in enumerate(ks):
+                            k1[s, i0:i1] += k.sum(1)
+                            k1[s, j0:j1] += k.sum(0)
+                    if tick is not None:
+                        with lock:
+                            tick(B)
+                # the row is done: acc = (U V)[rows], q_s = 2 sum_i e_i (U e)_i over its rows (acc is scratch)
+                q_rows[r] = [_colsum64(A.mul_(V[i0:i1])) for A in acc]
+            return q_rows, k1
+
+        costs = [sum(_tile_costs([self.jobs[t] for t in by_row[i0]])) for i0 in starts]
+        parts = run_lanes(lane, costs, self.device)
+        q_rows = {r: q for part, _ in parts for r, q in part.items()}
+        q = [sum(q_rows[r][s] for r in range(len(starts))) for s in range(count)]  # row order, as on one worker
+        if first:
+            self.k1 = _add_lanes([(k1,) for _, k1 in parts])[0]
+        k1 = self.k1
+        # u = E' K0 1 per spec, in float64, SUM_ROWS64 rows at a time on the CPU (no N x B float64 copy)
+        step = SUM_ROWS64 if V.device.type == "cpu" else N
+        spans = [(a, min(a + step, N)) for a in range(0, N, step)]
+
+        def lane_u(idx):
+            u = torch.zeros(count, V.shape[1], dtype=f64, device=V.device)
+            for a, b in (spans[i] for i in idx):
                 Vt = V[a:b].T.to(f64)
                 for s in range(count):  # one product per spec: a spec's sums never depend on the others
                     u[s].addmv_(Vt, k1[s, a:b])
-        tall = max(i1 - i0 for i0, i1 in self.rows)
-        bufs = [torch.empty(tall, V.shape[1], dtype=V.dtype, device=V.device) for _ in range(count)]  # reused
-        for i0, i1, j0, j1, ks in (self.cache or self._upper_tiles()):
-            if (i0, i1) != row:
-                if row is not None:
-                    finish()
-                assert i0 == j0, "tiles() visits the rows in order, each from its diagonal tile"
-                row, acc = (i0, i1), [buf[:i1 - i0] for buf in bufs]
-            for A, k in zip(acc, ks):
-                _tile_product(A, k, V[j0:j1], diagonal=i0 == j0)
-            if first:  # U 1 and U' 1, the row and column sums of the upper tiles
-                for s, k in enumerate(ks):
-                    k1[s, i0:i1] += k.sum(1)
-                    k1[s, j0:j1] += k.sum(0)
-            if tick is not None:
-                tick(B)
-        finish()
-        self.k1 = k1
+            return (u,)
+
+        u = _add_lanes(run_lanes(lane_u, [float(b - a) for a, b in spans], self.device))[0]
         return [(2 * q[s][:B], u[s, :B], k1[s].sum()) for s in range(count)]
 
 

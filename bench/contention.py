@@ -3,11 +3,12 @@
 
     .venv/bin/python bench/contention.py [--size 10000] [--dim 16] [--rounds 3] [--scaling-size 20000]
 
-Each time is the median over ``--rounds`` after one warm-up (the busy process makes single times
-noisy). The busy process is a pure-Python loop (``python -c "while True: pass"``) started before the
-shared-core rows and killed after them. The ratio columns compare with the same sweep's 1-thread time
-on the quiet machine, measured in the same run (issue 27's goals: shared <= 1.3x of it; at
-``--scaling-size``, 2 threads >= 1.7x faster than 1).
+Quiet-machine times are the minimum over ``--rounds`` after one warm-up; times beside the busy
+process are the median (it makes single times noisy, and its luckiest round says little). The busy
+process is a pure-Python loop (``python -c "while True: pass"``) started before the shared-core rows
+and killed after them. The ratio columns compare with the same sweep's 1-thread time on the quiet
+machine, measured in the same run (issue 27's goals: shared <= 1.3x of it; at ``--scaling-size``,
+2 threads >= 1.7x faster than 1).
 """
 import argparse
 import statistics
@@ -60,14 +61,15 @@ def cases(n: int, d: int, perm_n: int, perm_b: int):
     return out
 
 
-def median_time(f, X, Y, rounds: int) -> float:
+def seconds(f, X, Y, rounds: int, reduce=min) -> float:
+    """``reduce`` (min, or statistics.median) of ``rounds`` timed calls after one warm-up."""
     f(X, Y)  # warm-up
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
         f(X, Y)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return reduce(times)
 
 
 def busy():
@@ -83,13 +85,13 @@ def table(n: int, d: int, rounds: int, perm_n: int, perm_b: int, default: int) -
     for name, dt, f in cases(n, d, perm_n, perm_b):
         X, Y = X32.to(dt), Y32.to(dt)
         torch.set_num_threads(1)
-        one = median_time(f, X, Y, rounds)
+        one = seconds(f, X, Y, rounds)
         torch.set_num_threads(default)
-        many = median_time(f, X, Y, rounds)
+        many = seconds(f, X, Y, rounds)
         proc = busy()
         try:
             time.sleep(0.2)
-            shared = median_time(f, X, Y, rounds)
+            shared = seconds(f, X, Y, rounds, statistics.median)
         finally:
             proc.kill()
             proc.wait()
@@ -106,9 +108,9 @@ def scaling(n: int, d: int, rounds: int, default: int) -> list[str]:
     for name, f in (("mmd2_unbiased", lambda X, Y: mmd2_unbiased(X, Y, bandwidth=BANDWIDTH, backend="torch")),
                     ("energy_distance", lambda X, Y: energy_distance(X, Y, backend="torch"))):
         torch.set_num_threads(1)
-        one = median_time(f, X, Y, rounds)
+        one = seconds(f, X, Y, rounds)
         torch.set_num_threads(default)
-        many = median_time(f, X, Y, rounds)
+        many = seconds(f, X, Y, rounds)
         rows.append(f"| {name} | {one:.3f} | {many:.3f} | {one / many:.2f}x |")
         print(rows[-1], flush=True)
     return rows

@@ -30,7 +30,7 @@ def unit_scale(*samples: Tensor) -> float:
     if not 0 < top < math.inf:
         return 1.0
     e = math.frexp(top)[1]  # top = f 2^e, f in [1/2, 1)
-    return 1.0 if abs(e) <= SAFE_EXPONENT else math.ldexp(1.0, -e)
+    return 1.0 if abs(e) <= SAFE_EXPONENT else math.ldexp(1.0, min(-e, 1020))  # 2^1020: float64 subnormal data
 
 
 def times(A: Tensor, c: float) -> Tensor:

@@ -213,6 +213,8 @@ def test_float64_data_at_1e154_with_the_median_bandwidth():
     assert float(mmd2_unbiased(X * 1e154, Y * 1e154)) == pytest.approx(ref, rel=1e-10)
     assert float(mmd2_unbiased(X * 1e-160, Y * 1e-160)) == pytest.approx(ref, rel=1e-10)
     assert median_bandwidth(X * 1e154, Y * 1e154) / 1e154 == pytest.approx(median64(X, Y), rel=1e-12)
+    tiny = mmd2_unbiased(X * 1e-310, Y * 1e-310, bandwidth=1.5e-310)  # subnormal data: scaled by 2^1020 at most
+    assert float(tiny) == pytest.approx(float(mmd2_reference(X, Y, Gaussian(1.5))), rel=1e-3)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without CUDA")

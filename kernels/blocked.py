@@ -184,7 +184,7 @@ def _near_scale(L: Tensor) -> float:
 
 def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, norm: str = "l2",
             fold: float | None = None, bound: float | None = None,
-            points: tuple[Tensor, Tensor] | None = None, scratch: Tensor | None = None) -> Tensor:
+            points: tuple[Tensor, Tensor] | None = None, scratch: Scratch | None = None) -> Tensor:
     """The tile of t (|x - y|^2, |x - y|_1^2 or <x, y>) for the factors L, R of :func:`_factors`.
 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself,
@@ -193,18 +193,15 @@ def _t_tile(L: Tensor, R: Tensor, kind: str, cusp: bool, diagonal: int | None, n
     scale) the tile is fold * t; a negative fold leaves the clamp at 0 to the
     kernel's folded evaluation. ``bound``: :func:`_cusp_bound` of the whole factors (else the tile's).
     ``points``: the tile's rows of the points the factors came from (centred, in their dtype), which
-    cusp kernels' close pairs are refined from where the tiles are matmuls. ``scratch``: a flat buffer of
-    at least BM x BN elements that a matmul tile is written into (a worker's reused tile, see :func:`_scratch`).
+    cusp kernels' close pairs are refined from where the tiles are matmuls (needed only where ``bound`` is
+    not None). ``scratch``: the lane's :class:`Scratch` that a matmul tile is written into.
     """
     if kind == "distance" and norm == "l1":  # raw points: (sum_c |x_c - y_c|)^2, exact 0 at x = y
         t = torch.cdist(L, R, p=1).square_()
     elif kind == "distance" and L.shape[1] <= DIRECT_MAX_D:  # raw points: sum_c (x_c - y_c)^2
         t = _direct_t(L, R)
     else:
-        if scratch is None:
-            t = L @ R.T  # (BM, d+2) @ (d+2, BN) -> (BM, BN)
-        else:  # the same product into the worker's tile (no fresh allocation, and its pages stay in cache)
-            t = torch.mm(L, R.T, out=scratch[:L.shape[0] * R.shape[0]].view(L.shape[0], R.shape[0]))
+        t = L @ R.T if scratch is None else scratch.mm(L, R)  # (BM, d+2) @ (d+2, BN) -> (BM, BN)
         if kind == "distance" and cusp:
             # Close pairs (t below :func:`_cusp_bound`'s threshold, per row here) get t from direct
             # differences of the ``points``: exact where x = y (t = 0, the cusp's convention), accurate
@@ -253,7 +250,7 @@ def _refine_(t: Tensor, near: Tensor, X: Tensor, Y: Tensor, fold: float | None) 
 
 def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: int | None,
           exclude: bool = True, fold: float | None = None, bound: float | None = None,
-          points: tuple[Tensor, Tensor] | None = None, scratch: Tensor | None = None):
+          points: tuple[Tensor, Tensor] | None = None, scratch: Scratch | None = None):
     """k and dk/dt / _dk_unit(kernel) on the tile L @ R.T (factors folded by ``fold``, see :func:`_fold_of`).
 
     ``diagonal`` is the offset of the pairs (i, i) of one sample with itself:
@@ -273,10 +270,21 @@ def _tile(L: Tensor, R: Tensor, kernel: KernelSpec, derivative: bool, diagonal: 
     return k, dk
 
 
-def _scratch(jobs, L: Tensor) -> Tensor:
-    """A flat tile buffer for one lane of ``jobs`` (:func:`tiles` tuples): as large as the largest tile."""
-    size = max((i1 - i0) * (j1 - j0) for i0, i1, j0, j1, _ in jobs)
-    return torch.empty(size, dtype=L.dtype, device=L.device)
+class Scratch:
+    """One lane's tile buffer: L @ R.T of every tile written into the same memory (no allocation per tile,
+    its pages stay in cache), through one cached view per tile shape (no view ops per tile either)."""
+
+    def __init__(self, jobs, like: Tensor):
+        size = max((i1 - i0) * (j1 - j0) for i0, i1, j0, j1, _ in jobs)
+        self.flat = torch.empty(size, dtype=like.dtype, device=like.device)
+        self.views: dict[tuple[int, int], Tensor] = {}
+
+    def mm(self, L: Tensor, R: Tensor) -> Tensor:
+        shape = (L.shape[0], R.shape[0])
+        out = self.views.get(shape)
+        if out is None:
+            out = self.views[shape] = self.flat[:shape[0] * shape[1]].view(shape)
+        return torch.mm(L, R.T, out=out)  # (BM, d+2) @ (d+2, BN) -> (BM, BN)
 
 
 def _ranges(n: int, step: int, bounds=(0,)) -> list[tuple[int, int]]:
@@ -319,12 +327,12 @@ def _sweep(X, Y, V, kernel, exclude_diagonal, W=None, WT=None, VT=None):
     def lane(idx):  # this lane's tiles into its own accumulators
         acc = lambda A, rows: None if A is None else torch.zeros(rows, A.shape[1], dtype=A.dtype, device=A.device)
         KV, KtVT, DW, DtWT = acc(V, n), acc(VT, m), acc(W, n), acc(WT, m)
-        scratch = _scratch(jobs, L)
+        scratch = Scratch(jobs, L)
         for i0, i1, j0, j1, diag in (jobs[t] for t in idx):
             if same and i0 < j1 and j0 < i1:
                 diag = i0 - j0
-            k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal, fold, bound,
-                          (X[i0:i1], (X if sym else Y)[j0:j1]), scratch)
+            points = None if bound is None else (X[i0:i1], (X if sym else Y)[j0:j1])
+            k, dk = _tile(L[i0:i1], R[j0:j1], kernel, deriv, diag, exclude_diagonal, fold, bound, points, scratch)
             kv = None if V is None and VT is None else k.to((V if V is not None else VT).dtype)
             if deriv:
                 dk = dk.to((W if W is not None else WT).dtype)
@@ -554,18 +562,19 @@ class _BlockSums(torch.autograd.Function):
         def lane(idx):  # (this lane's tile totals by tile index, its part of D)
             totals = {}
             D = torch.zeros(p, N, Zaug.shape[1], dtype=gdt, device=Z.device) if need_grad else None
-            scratch = _scratch(jobs, L)
+            scratch = Scratch(jobs, L)
             for t_ in idx:
                 i0, i1, j0, j1, diag = jobs[t_]
                 bi, bj = block[i0], block[j0]
+                points = None if cusp_bound is None else (Zc[i0:i1], Zc[j0:j1])
                 # float32 row sums, float64 across them (a float64 sum of the whole tile costs 5x more)
                 if need_grad or diag is not None:
                     k, dk = _tile(L[i0:i1], R[j0:j1], kernel, need_grad, diag, exclude_diagonal, fold, cusp_bound,
-                                  (Zc[i0:i1], Zc[j0:j1]), scratch)
+                                  points, scratch)
                     total = k.sum(1).sum(dtype=torch.float64)
                 else:  # no k tile needed: the kernel's row sums (one pass less for Energy)
                     t = _t_tile(L[i0:i1], R[j0:j1], kernel.kind, kernel.cusp_at_zero, None, kernel.norm, fold,
-                                cusp_bound, (Zc[i0:i1], Zc[j0:j1]), scratch)
+                                cusp_bound, points, scratch)
                     total = kernel.row_sums_(t, fold is not None).sum(dtype=torch.float64)
                 totals[t_] = float(total)
                 if need_grad:

@@ -14,6 +14,7 @@ derivatives (create_graph) run on the torch engine; one GPU-only test runs the
 compiled kernels (skipped without CUDA).
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -444,30 +445,58 @@ DOC_TABLE = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype, precision, d", list(DOC_TABLE), ids=[f"{a}-{b}-d{c}" for a, b, c in DOC_TABLE])
-def test_precision_table_of_the_docstring(dtype, precision, d, monkeypatch):
-    """Re-measures kernel_matmul's precision table (its setup; tf32 and tf32x3 emulated): every entry within
-    1.5x of the documented value (the interpreter is deterministic: a change of the kernels' numerics
-    shows here)."""
+def test_precision_table_of_the_docstring(dtype, precision, d, monkeypatch, budget):
+    """Re-measures kernel_matmul's precision table (its setup; tf32 and tf32x3 emulated).
+
+    Rows set by operand rounding (tf32's 10-bit, float16's, bfloat16's mantissas: 1e-4..4e-3) are within
+    1.5x of the documented value: the interpreter is deterministic up to float32 summation order, which
+    moves them by ~1e-7 relative, so a change of the kernels' numerics shows here. The float32 "ieee" and
+    "tf32x3" rows are at float32 rounding level (1-10 u, u = 2^-24): the BLAS kernel behind the
+    interpreter's tl.dot (numpy's matmul) picks the summation order, and that moves them by more than
+    1.5x (measured on one machine with OpenBLAS's SkylakeX / Haswell kernels: Gaussian d = 64 "ieee"
+    4.1e-8 / 1.9e-7, Energy d = 8 "ieee" 5.8e-8 / 2.9e-9), so those rows (measured and documented) are
+    judged by the float32 error model (tests/conftest.py; STYLE item 7) instead: terms = the kernel
+    entry's 5 + log2(d) roundings (distance tile, exp or sqrt) + the log2 of the entries reduced (n m for
+    MMD^2, n + m per gradient row), conditioning = the float64 parts' norm over the result (the three
+    U-statistic terms: 34-54 for MMD^2 here, 4.8-5.6 for the gradient). Measured: MMD^2 0.05-5.8 u
+    against a budget of ~300-480 u, gradient 5.6-10.6 u against ~35-60 u."""
     gen = torch.Generator().manual_seed(0)
-    X0 = torch.randn(64, d, generator=gen, dtype=torch.float64) + 2.0
-    Y0 = torch.randn(56, d, generator=gen, dtype=torch.float64) + 2.3
+    n, m = 64, 56
+    X0 = torch.randn(n, d, generator=gen, dtype=torch.float64) + 2.0
+    Y0 = torch.randn(m, d, generator=gen, dtype=torch.float64) + 2.3
     X, Y = X0.to(getattr(torch, dtype)), Y0.to(getattr(torch, dtype))
     _emulate_tf32(monkeypatch)
     _emulate_tf32x3(monkeypatch)
+    rounding_level = dtype == "float32" and precision in ("ieee", "tf32x3")
     for i, kernel in enumerate((Gaussian(bandwidth=4.0 * (d / 8) ** 0.5), Energy())):
         Xr, Yr = X.double().requires_grad_(), Y.double().requires_grad_()
-        ref = mmd2_reference(Xr, Yr, kernel)
-        ref.backward()
-        ref_grad = torch.cat([Xr.grad, Yr.grad])
+        Kxx, Kyy, Kxy = (kernel_matrix(A, B, kernel) for A, B in ((Xr, Xr), (Yr, Yr), (Xr, Yr)))
+        parts = [(Kxx.sum() - Kxx.diagonal().sum()) / (n * (n - 1)),
+                 (Kyy.sum() - Kyy.diagonal().sum()) / (m * (m - 1)), -2 * Kxy.mean()]
+        grad_parts = []
+        for part in parts:
+            gx, gy = torch.autograd.grad(part, (Xr, Yr), retain_graph=True, allow_unused=True)
+            grad_parts.append(torch.cat([torch.zeros_like(Xr) if gx is None else gx,
+                                         torch.zeros_like(Yr) if gy is None else gy]))
+        ref, ref_grad = sum(parts).detach(), sum(grad_parts).detach()
         Z = torch.cat([X, Y]).requires_grad_()
-        S = te.block_sums(Z, (64, 56), kernel, exclude_diagonal=True, precision=precision)
-        val = S[0, 0] / (64 * 63) + S[1, 1] / (56 * 55) - 2 * S[0, 1] / (64 * 56)
+        S = te.block_sums(Z, (n, m), kernel, exclude_diagonal=True, precision=precision)
+        val = S[0, 0] / (n * (n - 1)) + S[1, 1] / (m * (m - 1)) - 2 * S[0, 1] / (n * m)
         val.backward()
-        err = abs(float(val.detach()) - float(ref.detach())) / abs(float(ref.detach()))
+        err = abs(float(val.detach()) - float(ref)) / abs(float(ref))
         grad_err = _rel(Z.grad, ref_grad)
         doc_err, doc_grad = DOC_TABLE[dtype, precision, d][0][i], DOC_TABLE[dtype, precision, d][1][i]
-        assert doc_err / 1.5 <= err <= 1.5 * doc_err, (kernel, err, doc_err)
-        assert doc_grad / 1.5 <= grad_err <= 1.5 * doc_grad, (kernel, grad_err, doc_grad)
+        if rounding_level:
+            entry = 5 + math.log2(d)
+            conditioning = float(torch.stack(parts).detach().norm() / ref.abs())
+            conditioning_grad = float(torch.stack(grad_parts).detach().norm(dim=0).max() / ref_grad.abs().max())
+            allowed = budget(torch.float32, entry + math.log2(n * m), conditioning)
+            allowed_grad = budget(torch.float32, entry + math.log2(n + m), conditioning_grad)
+            assert err <= allowed and doc_err <= allowed, (kernel, err, doc_err, allowed)
+            assert grad_err <= allowed_grad and doc_grad <= allowed_grad, (kernel, grad_err, doc_grad, allowed_grad)
+        else:
+            assert doc_err / 1.5 <= err <= 1.5 * doc_err, (kernel, err, doc_err)
+            assert doc_grad / 1.5 <= grad_err <= 1.5 * doc_grad, (kernel, grad_err, doc_grad)
 
 
 def test_precision_tf32x3_through_the_public_api(gen):

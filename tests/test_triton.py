@@ -459,7 +459,7 @@ def test_precision_table_of_the_docstring(dtype, precision, d, monkeypatch, budg
     entry's 5 + log2(d) roundings (distance tile, exp or sqrt) + the log2 of the entries reduced (n m for
     MMD^2, n + m per gradient row), conditioning = the float64 parts' norm over the result (the three
     U-statistic terms: 34-54 for MMD^2 here, 4.8-5.6 for the gradient). Measured: MMD^2 0.05-5.8 u
-    against a budget of ~300-480 u, gradient 5.6-10.6 u against ~35-60 u."""
+    against a budget of 300-520 u, gradient 5.6-10.6 u against 37-47 u."""
     gen = torch.Generator().manual_seed(0)
     n, m = 64, 56
     X0 = torch.randn(n, d, generator=gen, dtype=torch.float64) + 2.0

@@ -367,10 +367,12 @@ def _tile_costs(jobs) -> list[float]:
     return [float((i1 - i0) * (j1 - j0)) for i0, i1, j0, j1, _ in jobs]
 
 
-def _add_lanes(parts: list) -> tuple:
-    """The lanes' partial results (tuples of tensors or None) summed elementwise, in lane order."""
-    first = parts[0]
-    for other in parts[1:]:
+def _add_lanes(parts) -> tuple:
+    """The lanes' partial results (tuples of tensors or None, an iterable in lane order) summed elementwise
+    in that order, each added as it comes (at most a few lanes' partials are alive at once)."""
+    parts = iter(parts)
+    first = next(parts)
+    for other in parts:
         for A, B in zip(first, other):
             if A is not None:
                 A.add_(B)
@@ -584,9 +586,13 @@ class _BlockSums(torch.autograd.Function):
                         D[bi, j0:j1].addmm_(dk.T, Zaug[i0:i1])
             return totals, D
 
-        parts = run_lanes(lane, _tile_costs(jobs), Z.device)
-        totals = {t_: v for part, _ in parts for t_, v in part.items()}
-        D = _add_lanes([(D_,) for _, D_ in parts])[0]
+        totals: dict[int, float] = {}
+
+        def collect(parts):
+            for part, D_ in parts:
+                totals.update(part)
+                yield (D_,)
+        D = _add_lanes(collect(run_lanes(lane, _tile_costs(jobs), Z.device)))[0]
         # float64 block sums as Python floats, added in tile order: the same S on any number of workers
         S = [[0.0] * p for _ in range(p)]
         for t_, (i0, _, j0, _, _) in enumerate(jobs):
@@ -797,11 +803,16 @@ class PermutationSums:
             return q_rows, k1
 
         costs = [sum(_tile_costs([self.jobs[t] for t in by_row[i0]])) for i0 in starts]
-        parts = run_lanes(lane, costs, self.device)
-        q_rows = {r: q for part, _ in parts for r, q in part.items()}
-        q = [sum(q_rows[r][s] for r in range(len(starts))) for s in range(count)]  # row order, as on one worker
+        q_rows: dict[int, list[Tensor]] = {}
+
+        def collect(parts):
+            for part, k1 in parts:
+                q_rows.update(part)
+                yield (k1,)
+        k1 = _add_lanes(collect(run_lanes(lane, costs, self.device)))[0]
+        q = [sum(q_rows[r][s] for r in range(len(starts))) for s in range(count)]  # in row order
         if first:
-            self.k1 = _add_lanes([(k1,) for _, k1 in parts])[0]
+            self.k1 = k1
         k1 = self.k1
         # u = E' K0 1 per spec, in float64, SUM_ROWS64 rows at a time on the CPU (no N x B float64 copy)
         step = SUM_ROWS64 if V.device.type == "cpu" else N

@@ -13,12 +13,12 @@ workers' futures: a worker that loses its core delays only its own tiles.
   the process's CPU affinity and its cgroup CPU quota when those are lower,
   unless the user set the count (``torch.set_num_threads``, ``OMP_NUM_THREADS``
   or ``MKL_NUM_THREADS``), which wins.
-* :func:`lanes` splits weighted jobs into that many lanes, statically and
-  deterministically (a lane's jobs in order), so a sweep's result depends on
-  the number of workers only, never on timing.
-* :func:`run_lanes` runs one function per lane on the pool (inline when there
-  is one lane, on a non-CPU device, or when called from a worker) and returns
-  the lanes' results in lane order, for the caller to reduce in that order.
+* :func:`lanes` splits weighted jobs into LANES (8) lanes of about equal cost,
+  deterministically (a lane's jobs in order); :func:`run_lanes` queues them on
+  the workers, which take the next lane as they finish one (so a worker that
+  lost its core does less), and yields the lanes' results in lane order for the
+  caller to add in that order: the result is the same, bit for bit, on 1 to 8
+  workers, and never depends on timing.
 * :func:`sweep` decorates each engine operation: the calling thread's own ops
   run on one intra-op thread while it lasts, and nested operations reuse its
   worker count.
@@ -35,14 +35,18 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["engine_threads", "cpu_limit", "cgroup_quota", "lanes", "run_lanes", "sweep"]
+__all__ = ["LANES", "engine_threads", "cpu_limit", "cgroup_quota", "lanes", "lane_count", "run_lanes", "sweep"]
 
 # torch's intra-op thread count when this module was imported: a different count later means the
 # user called torch.set_num_threads, and their count wins over affinity and quota.
 _TORCH_DEFAULT = torch.get_num_threads()
 _ENV_SET = any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
 
-_local = threading.local()  # .worker: True on the pool's threads
+# A sweep's tiles are split into this many lanes (more for more workers: :func:`lane_count`), each with
+# its own accumulators, added in lane order: the same lanes, so the same result, on 1 to LANES workers.
+LANES = 8
+
+_local = threading.local()  # .worker: True on the pool's threads; .threads: the count of the running sweep
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
@@ -171,22 +175,30 @@ def sweep(fn):
     return run
 
 
-def run_lanes(fn, costs: list[float], device: torch.device | str = "cpu", threads: int | None = None) -> list:
-    """[fn(jobs) for jobs in lanes(costs, threads)]: one call per lane, on the engine's workers.
+def lane_count(threads: int) -> int:
+    """Lanes of a sweep on ``threads`` workers: LANES, or the next multiple of it for more workers."""
+    return -(-max(threads, 1) // LANES) * LANES
 
-    ``fn`` takes a lane's job indices (ascending) and returns that lane's partial result; the list
-    comes back in lane order. Inline (one lane, all jobs) on a non-CPU device, when called from a
-    worker, or with one thread (``threads``: default :func:`engine_threads`).
+
+def run_lanes(fn, costs: list[float], device: torch.device | str = "cpu", threads: int | None = None):
+    """fn(jobs) for each lane of :func:`lanes` (costs, :func:`lane_count`), in lane order, as an iterator.
+
+    ``fn`` takes a lane's job indices (ascending) and returns that lane's partial result. The lanes
+    are queued in order on the engine's workers, which take the next lane as they finish one (a
+    worker that lost its core takes fewer); the caller reduces the results in lane order as they
+    come, so the result is the same on any number of workers up to LANES. Sequential on the
+    calling thread with one thread (``threads``: default :func:`engine_threads`) or on a worker;
+    one lane of all jobs on a non-CPU device.
     """
     if not costs:
-        return []
+        return iter(())
+    if torch.device(device).type != "cpu":
+        return iter([fn(list(range(len(costs))))])
     if threads is None:  # inside a :func:`sweep`: its count (else this thread's)
         threads = getattr(_local, "threads", None) or engine_threads()
-    if torch.device(device).type != "cpu" or getattr(_local, "worker", False) or threads <= 1 or len(costs) < 2:
-        return [fn(list(range(len(costs))))]
-    parts = lanes(costs, threads)
-    if len(parts) == 1:
-        return [fn(parts[0])]
+    parts = lanes(costs, lane_count(threads))
+    if getattr(_local, "worker", False) or threads <= 1 or len(parts) == 1:
+        return (fn(jobs) for jobs in parts)
     pool = _get_pool(threads)
     futures = [pool.submit(_run, fn, jobs) for jobs in parts]
-    return [f.result() for f in futures]
+    return (f.result() for f in futures)

@@ -26,7 +26,7 @@ from torch import Tensor
 from mmdkit._permutations import generator
 from mmdkit._validation import as_tensor, check_device, check_finite, check_int
 from mmdkit.estimators import _mmd2, mmd2_from_sums
-from mmdkit.kernels import Backend, Polynomial, get_backend
+from mmdkit.kernels import Backend, KernelSpec, Polynomial, get_backend
 
 __all__ = ["kid", "KID", "KIDResult"]
 
@@ -202,7 +202,7 @@ def _subset_pairs(subset_indices, n: int, m: int, names) -> list[tuple[Tensor, T
 
 
 def _variance(Sxx, Syy, Sxy, Rxx, Ryy, Ax, By, Cx, Cy, Qxx, Qyy, Qxy, n: int, m: int) -> float:
-    """Unbiased estimate of Var[MMD^2_u] from the sums of :func:`_exact` (float64 scalars); see kid's Notes."""
+    """Unbiased estimate of Var[MMD^2_u] from the sums of :func:`exact_unbiased` (float64 scalars); see kid's Notes."""
     n2, m2 = n * (n - 1), m * (m - 1)
     n3, m3 = n2 * (n - 2), m2 * (m - 2)
     n4, m4 = n3 * (n - 3), m3 * (m - 3)
@@ -219,8 +219,9 @@ def _variance(Sxx, Syy, Sxy, Rxx, Ryy, Ax, By, Cx, Cy, Qxx, Qyy, Qxy, n: int, m:
             - 8 * (cross_x - mu_x_xy) / n - 8 * (cross_y - mu_y_xy) / m)
 
 
-def _exact(Z: Tensor, n: int, m: int, spec: Polynomial, engine: Backend) -> tuple[float, float]:
-    """(unbiased MMD^2, unbiased variance estimate) of the pooled sample Z = [X; Y] (validated)."""
+def exact_unbiased(Z: Tensor, n: int, m: int, spec: KernelSpec, engine: Backend) -> tuple[float, float]:
+    """(unbiased MMD^2, unbiased variance estimate) of the pooled sample Z = [X; Y] (validated), for any spec
+    whose square is a spec (``spec.square()``): KID's polynomial, CMMD's Gaussian."""
     V = torch.zeros(n + m, 2, dtype=torch.float64, device=Z.device)
     V[:n, 0], V[n:, 1] = 1.0, 1.0
     # row sums of k and k^2 (one sweep, one dot tile) against X and Y, diagonal excluded:
@@ -403,7 +404,7 @@ def _kid(real, fake, subsets, subset_size, seed, subset_indices, degree, gamma, 
             _fill(X, Z[:n])
             _fill(Y, Z[n:])
             _check_finite([(names[0], Z[:n]), (names[1], Z[n:])])
-            value, variance = _exact(Z, n, m, spec, engine)
+            value, variance = exact_unbiased(Z, n, m, spec, engine)
             return KIDResult(value=value, std=math.sqrt(max(variance, 0.0)), variance=variance, method="exact",
                              subsets=None, subset_size=None, ddof=None, subset_values=np.empty(0), **common)
         if subset_indices is not None:

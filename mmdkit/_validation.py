@@ -15,8 +15,8 @@ from torch import Tensor
 
 from mmdkit.kernels import KERNELS, KernelSpec
 
-__all__ = ["as_tensor", "as_samples", "as_pair", "check_finite", "spec_of", "check_bandwidth", "check_int", "check_device",
-           "output", "FeatureKernel", "is_feature_kernel", "FEATURE_KERNEL_USES"]
+__all__ = ["as_tensor", "as_samples", "as_pair", "check_finite", "spec_of", "check_bandwidth", "check_int",
+           "check_device", "output", "FeatureKernel", "is_feature_kernel", "FEATURE_KERNEL_USES"]
 
 FEATURE_KERNEL_USES = "mmd2, mmd2_unbiased, mmd2_biased, mmd2_linear, witness and mmd_test (aggregate=False)"
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mmdkit._validation import as_pair, check_bandwidth
+from mmdkit._validation import as_pair, as_tensor, check_bandwidth, check_finite
 from mmdkit.bandwidth import on_unit_scale
 from mmdkit.estimators import _mmd2
 from mmdkit.kernels import Gaussian, get_backend
 from mmdkit.kid import exact_unbiased
 
-__all__ = ["cmmd", "CMMDResult"]
+__all__ = ["cmmd", "CMMD", "CMMDResult"]
 
 
 @dataclass(frozen=True)
@@ -153,3 +153,73 @@ def _cmmd_iv(reference, evaluated, sigma, scale, unbiased, normalize) -> tuple[T
                 raise ValueError(f"`{name}` row {int(zero.nonzero()[0])} is all zeros: it has no direction to "
                                  "normalise (pass normalize=False to use the embeddings as they are)")
     return X.detach(), Y.detach()
+
+
+class CMMD:
+    """CMMD accumulated over batches of embeddings, like :class:`~mmdkit.KID`.
+
+    ``update(reference=..., evaluated=...)`` stores a copy of a batch (either or both per call; tensors,
+    arrays or ``.npy`` memory maps, shape (b, d)), ``compute()`` returns :func:`cmmd` of everything stored,
+    ``reset()`` clears the evaluated embeddings (and the reference ones unless
+    ``reset_reference=False``, to compare several generators with one reference set).
+
+    Parameters
+    ----------
+    sigma, scale, unbiased, normalize, backend :
+        As in :func:`cmmd`.
+    reset_reference : bool
+        Whether ``reset()`` also clears the reference embeddings (default True).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from mmdkit import CMMD, cmmd
+    >>> g = torch.Generator().manual_seed(0)
+    >>> ref, gen = torch.randn(300, 16, generator=g), torch.randn(200, 16, generator=g) + 0.5
+    >>> metric = CMMD()
+    >>> for a, b in zip(ref.split(100), gen.split(100)):
+    ...     metric.update(reference=a, evaluated=b)
+    >>> metric.update(reference=ref[200:])
+    >>> metric.compute().value == cmmd(torch.cat([ref[:200], ref[200:]]), gen).value
+    True
+    """
+
+    def __init__(self, *, sigma: float = 10.0, scale: float = 1000.0, unbiased: bool = False,
+                 normalize: bool = True, backend: str = "auto", reset_reference: bool = True):
+        if not isinstance(reset_reference, bool):
+            raise TypeError(f"`reset_reference` must be True or False, got {reset_reference!r}")
+        check_bandwidth(sigma, "sigma")
+        self.settings = dict(sigma=sigma, scale=scale, unbiased=unbiased, normalize=normalize, backend=backend)
+        self.reset_reference = reset_reference
+        self.reference: list[Tensor] = []
+        self.evaluated: list[Tensor] = []
+
+    def update(self, reference=None, evaluated=None) -> None:
+        """Store a copy of a batch of reference and/or evaluated embeddings."""
+        if reference is None and evaluated is None:
+            raise ValueError("give `reference`, `evaluated` or both")
+        new = {}
+        for name, x, stored in (("reference", reference, self.reference), ("evaluated", evaluated, self.evaluated)):
+            if x is None:
+                continue
+            T, _ = as_tensor(x, name)
+            d = next((S.shape[1] for S in self.reference + self.evaluated), T.shape[1])
+            if T.shape[1] != d:
+                raise ValueError(f"`{name}` has {T.shape[1]} columns but the stored embeddings have {d}")
+            new[name] = (T.detach().clone(), stored)  # the caller may reuse its buffer
+        check_finite(**{name: T for name, (T, _) in new.items()})
+        for T, stored in new.values():
+            stored.append(T)
+
+    def compute(self) -> CMMDResult:
+        """:func:`cmmd` of all stored embeddings."""
+        for name, stored in (("reference", self.reference), ("evaluated", self.evaluated)):
+            if not stored:
+                raise ValueError(f"no `{name}` embeddings: call update({name}=...) first")
+        return cmmd(torch.cat(self.reference), torch.cat(self.evaluated), **self.settings)
+
+    def reset(self) -> None:
+        """Clear the evaluated embeddings, and the reference ones when ``reset_reference``."""
+        self.evaluated = []
+        if self.reset_reference:
+            self.reference = []

@@ -120,7 +120,8 @@ def energy_test(X, Y, exponent: float = 1.0, n_permutations: int = 1000, seed=No
     scale = n * m / (n + m)
     with torch.no_grad():
         [((FX, FY), unit, w)] = _terms(spec, Xt, Yt)
-        statistic = float(output(w * _energy_distance(FX, FY, unit, False, engine), numpy_in, Xt.dtype)) * n * m / (n + m)
+        value = w * _energy_distance(FX, FY, unit, False, engine)
+        statistic = float(output(value, numpy_in, Xt.dtype)) * n * m / (n + m)
         observed, null, op = null_statistics(torch.cat([FX, FY]), n, m, [unit], engine, False, gen, count, exact,
                                              batch, memory_budget, progress, "energy_test")
     null, observed = null[0] * (w * scale), observed[0] * (w * scale)

@@ -132,3 +132,38 @@ def test_bad_inputs_are_named():
     Y2[0, 0] = float("nan")
     with pytest.raises(ValueError, match="`evaluated`"):
         cmmd(X, Y2)
+
+
+def test_accumulator_equals_the_function_on_everything_stored_and_resets():
+    from mmdkit import CMMD
+    X, Y = embeddings(120, 90, d=16)
+    metric = CMMD(unbiased=True, reset_reference=False)
+    for a, b in zip(X.split(40), Y.split(30)):
+        metric.update(reference=a, evaluated=b)
+    once = cmmd(X, Y, unbiased=True)
+    assert metric.compute() == once
+    metric.reset()
+    with pytest.raises(ValueError, match="no `evaluated` embeddings"):
+        metric.compute()
+    metric.update(evaluated=Y.numpy())
+    assert metric.compute() == once  # the reference set was kept
+    with pytest.raises(ValueError, match="`evaluated` has 3 columns but the stored embeddings have 16"):
+        metric.update(evaluated=Y[:, :3])
+
+
+def test_cli_json_matches_the_library(tmp_path, capsys):
+    import json
+
+    from mmdkit.cli import main
+    X, Y = embeddings(150, 100, d=32)
+    np.save(tmp_path / "ref.npy", X.numpy())
+    np.savetxt(tmp_path / "gen.csv", Y.numpy(), delimiter=",")
+    assert main(["cmmd", str(tmp_path / "ref.npy"), str(tmp_path / "gen.csv"), "--unbiased", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    lib = cmmd(X, torch.from_numpy(np.loadtxt(tmp_path / "gen.csv", delimiter=",")), unbiased=True)
+    assert out["value"] == lib.value and out["std_error"] == lib.std_error and (out["n"], out["m"]) == (150, 100)
+    assert main(["cmmd", str(tmp_path / "ref.npy"), str(tmp_path / "gen.csv")]) == 0
+    assert "CMMD = " in capsys.readouterr().out
+    np.save(tmp_path / "bad.npy", X[:, :5].numpy())
+    assert main(["cmmd", str(tmp_path / "ref.npy"), str(tmp_path / "bad.npy")]) == 2
+    assert "ref.npy has 32 column(s) but" in capsys.readouterr().err

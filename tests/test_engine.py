@@ -8,7 +8,6 @@ tiles on sizes that are not multiples of them (the precision budgets use
 float32/float16/bfloat16 are judged by an error budget: at most twice as far
 from float64 as plain dense torch at the same precision, forward and backward.
 """
-import math
 
 import pytest
 import torch
@@ -151,7 +150,8 @@ def assert_within_budget(err, plain_err, dtype, size, terms, ref, within_budget)
     that of the gradients (median ~13x); plain float32 torch errs 0.7-2x the engine."""
     conditioning = float(size.norm() / ref.detach().double().norm())
     assert within_budget(err, dtype, terms, conditioning, plain=plain_err, factor=BUDGET), \
-        f"error {err:.3g} > model {terms} terms x conditioning {conditioning:.3g}, and > {BUDGET} x plain {plain_err:.3g}"
+        (f"error {err:.3g} > model {terms} terms x conditioning {conditioning:.3g}, "
+         f"and > {BUDGET} x plain {plain_err:.3g}")
 
 
 # (dtype, d, mode) for the error budgets: every dtype meets d = 1 or 3 and d = 17, X vs Y and symmetric

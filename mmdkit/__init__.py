@@ -15,6 +15,7 @@ from mmdkit.kid import KID, KIDResult, kid
 from mmdkit.cmmd import CMMD, CMMDResult, cmmd
 from mmdkit.fuse import fuse_test
 from mmdkit.cross_mmd import cross_mmd_test
+from mmdkit.relative import relative_mmd_test
 from mmdkit.deep_kernel import LearnedKernel, LearnedKernelTestResult, learned_kernel_test, power_criterion
 
 __version__ = "0.1.0"
@@ -22,6 +23,6 @@ __all__ = [
     "mmd2", "mmd2_unbiased", "mmd2_biased", "mmd2_linear", "energy_distance", "witness",
     "median_bandwidth", "bandwidth_grid", "KernelSpec", "Gaussian", "Laplace", "Energy", "RationalQuadratic",
     "IMQ", "Polynomial", "Mixture", "mmd_test", "energy_test", "TwoSampleTestResult", "BandwidthResult",
-    "kid", "KID", "KIDResult", "cmmd", "CMMD", "CMMDResult", "fuse_test", "cross_mmd_test",
+    "kid", "KID", "KIDResult", "cmmd", "CMMD", "CMMDResult", "fuse_test", "cross_mmd_test", "relative_mmd_test",
     "learned_kernel_test", "LearnedKernel", "LearnedKernelTestResult", "power_criterion",
 ]

@@ -161,8 +161,13 @@ def cross_mmd_test(X, Y, kernel="gaussian", bandwidth=None, seed=None, alternati
     with torch.no_grad():
         [(halves, unit, _)] = _terms(spec, X1, X2, Y1, Y2)  # t is a ratio: the term's weight cancels
         t, _, _ = _cross_mmd(*halves, unit, engine)
+    return normal_result(t, alternative, spec, engine, "cross_mmd")
+
+
+def normal_result(t: float, alternative: str, spec: KernelSpec, engine: Backend, test: str) -> TwoSampleTestResult:
+    """The result of a test whose statistic t is N(0, 1) under H0 (no permutations, one engine sweep)."""
     bw = spec.bandwidths if isinstance(spec, Mixture) else spec.bandwidth
     return TwoSampleTestResult(
         statistic=t, pvalue=_normal_pvalue(t, alternative), null_distribution=np.empty(0), n_permutations=0,
         exact=False, kernel=spec, bandwidth=bw, backend=engine.name, method="streamed", alternative=alternative,
-        test="cross_mmd")
+        test=test)

@@ -58,7 +58,7 @@ class TwoSampleTestResult:
         "dense" (kernel matrix built once) or "streamed" (tiles, O(N batch) memory).
     alternative : str
     test : str
-        "mmd", "energy", "mmdagg", "fuse", "cross_mmd" or "mmd_d".
+        "mmd", "energy", "mmdagg", "fuse", "cross_mmd", "mmd_d" or "relative_mmd".
     alpha, reject : float, bool or None
         The level and decision of an aggregated test (None otherwise).
     per_bandwidth : tuple of BandwidthResult

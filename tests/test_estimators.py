@@ -1,13 +1,14 @@
 """The public estimators against independent references.
 
 * float64: every estimator and kernel against the dense oracle
-  (kernels/reference.py) to 1e-7 relative, with n != m, n = 2, d = 1;
+  (kernels/reference.py) within the error model's budget (tests/conftest.py;
+  mmd2_error_model, grad_bounds, witness_bounds), with n != m, n = 2, d = 1;
 * energy distance against dcor (any d) and scipy (d = 1; scipy returns the
   square root), the sort path against the blocked path, the closed form
   P = delta_0, Q = delta_t -> 2|t|;
 * MMD^2 of two Gaussians against its closed form within a Monte Carlo bound;
-* float32 against float64 (relative error <= 1e-4) far from the origin and for
-  energy distance at n = m = 2000, d = 16;
+* float32 against float64 within the budget far from the origin and at
+  duplicate points, and (<= 1e-4) for energy distance at n = m = 2000, d = 16;
 * gradients against float64 autograd of the dense formulas, also at duplicate
   points (finite, zero contribution from coincident pairs);
 * the witness and the median heuristic against their dense formulas;
@@ -31,7 +32,7 @@ from mmdkit.kernels.reference import (
 
 dcor = pytest.importorskip("dcor")
 
-RTOL = 1e-7  # float64 against the dense float64 formulas (issue 2's done-means)
+RTOL = 1e-7  # issue 2's done-means; only test_energy_distance_float32_n2000_d16's float64 dcor check still uses it
 
 
 def estimator_weights(estimator, n, m):
@@ -401,12 +402,6 @@ def grads(fn, X, Y, g):
     return value.detach(), X.grad, Y.grad
 
 
-def assert_norm_close(a, b, rtol=RTOL, atol=1e-14):
-    """||a - b|| <= rtol ||b|| + atol (atol: rounding where b is exactly 0, e.g. a flat witness)."""
-    assert torch.isfinite(a).all()
-    assert float((a - b).detach().norm()) <= rtol * float(b.detach().norm()) + atol
-
-
 def grad_bounds(X, Y, spec, estimator, g, parts, budget):
     """Absolute float64 error bounds of grads(): (value, dX, dY). The value: mmd2_error_model's budget. The
     gradients: g MMD^2 = sum_ij (g W)_ij (K I)_ij, so kernel_matmul_parts(Z, None, V = I, G = g W) gives the
@@ -514,9 +509,27 @@ WITNESS_CASES = [  # (n, m, k, d)
 ]
 
 
+def witness_bounds(X, Y, T, G, kernel, parts, budget):
+    """Absolute float64 normwise bounds of (f, dX, dY, dT) of witness() with upstream G: f = K(T, Z) w with
+    w = (1/n, -1/m), so kernel_matmul_parts(T, Z, w, G) gives the rms sizes and terms of f and of its
+    gradients; for Energy the reference sums the full kernel |t|^b + |x|^b - |t - x|^b, so those norms are
+    parts of f too (without them energy-b1.5 measures 1.0x its budget)."""
+    n, m = len(X), len(Y)
+    Z = torch.cat([X, Y])
+    w = torch.cat([torch.full((n,), 1.0 / n), torch.full((m,), -1.0 / m)]).double()[:, None]
+    (f, tf), (gT, tT), (gZ, tZ), _ = parts(T, Z, w, G[:, None], kernel)
+    if isinstance(kernel, Energy):
+        norm = lambda A: A.norm(dim=1) ** kernel.exponent  # noqa: E731
+        f = (f ** 2 + ((norm(T)[:, None] + norm(Z)[None, :]) ** 2 * w.T ** 2).sum(1, keepdim=True)).sqrt()
+    bound = lambda terms, size: budget(torch.float64, terms, float(size.norm()))  # noqa: E731
+    return bound(tf, f), bound(tZ, gZ[:n]), bound(tZ, gZ[n:]), bound(tT, gT)
+
+
 @pytest.mark.parametrize("shape", WITNESS_CASES)
 @pytest.mark.parametrize("kernel", GRAD_KERNELS + [pytest.param(Energy(exponent=1.5), id="energy-b1.5")])
-def test_witness_matches_dense_formula(kernel, shape, gen):
+def test_witness_matches_dense_formula(kernel, shape, gen, budget, kernel_matmul_parts):
+    """Within witness_bounds; measured here: f at most 0.23 of its bound (numpy's largest element 0.22), the
+    gradients 0.45 (energy-b1.5's dT; the others <= 0.33)."""
     n, m, k, d = shape
     X, Y = make_pair(n, m, d, shift=0.7, dtype=torch.float64, seed=5)
     X = X + 2.0  # far from 0, so the Energy constant E|X| - E|Y| is clearly nonzero
@@ -532,14 +545,12 @@ def test_witness_matches_dense_formula(kernel, shape, gen):
     (ref * G).sum().backward()
 
     assert f.shape == (k,) and f.dtype == torch.float64
-    assert_norm_close(f, ref)
-    for a, b in zip(leaves, ref_leaves):
-        assert_norm_close(a.grad, b.grad)
+    bf, bX, bY, bT = witness_bounds(X, Y, T, G, kernel, kernel_matmul_parts, budget)
+    assert_grads_close([f] + [a.grad for a in leaves], [ref] + [b.grad for b in ref_leaves], (bf, bX, bY, bT))
     # numpy in -> numpy out, same values
     f_np = witness(X.numpy(), Y.numpy(), T.numpy(), kernel=kernel)
     assert isinstance(f_np, np.ndarray) and f_np.shape == (k,)
-    ref = ref.detach()
-    np.testing.assert_allclose(f_np, ref.numpy(), rtol=RTOL, atol=RTOL * float(ref.abs().max()))
+    np.testing.assert_allclose(f_np, ref.detach().numpy(), rtol=0, atol=bf)
 
 
 def test_witness_energy_is_the_cramer_critic():

@@ -130,6 +130,16 @@ def _start_worker() -> None:
     torch.set_num_threads(1)
 
 
+def _forget_pool() -> None:
+    """In a forked child: the parent's workers do not exist there, so its pool would never run a lane."""
+    global _pool, _pool_size, _lock
+    _pool, _pool_size, _lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _get_pool(size: int) -> ThreadPoolExecutor:
     """The shared pool with ``size`` workers (rebuilt when the size changes)."""
     global _pool, _pool_size

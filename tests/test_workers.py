@@ -113,6 +113,31 @@ def test_each_worker_runs_one_intra_op_thread(threads, gen):
     assert all(torch.equal(out, single) for _, out in seen)
 
 
+def _sweep_in_child(queue):
+    torch.set_num_threads(2)
+    Z = torch.randn(3 * TILE_SYM, 4, generator=torch.Generator().manual_seed(0))
+    queue.put(float(block_sums(Z, (len(Z),), Gaussian(1.0))[0, 0]))
+
+
+def test_a_forked_child_runs_sweeps_on_workers_of_its_own(threads):
+    """A child forked after the pool exists (a DataLoader worker, multiprocessing's fork) gets a new pool:
+    the parent's worker threads are not in the child, and lanes queued on them would wait forever."""
+    import multiprocessing
+    threads(2)
+    Z = torch.randn(3 * TILE_SYM, 4, generator=torch.Generator().manual_seed(0))
+    here = float(block_sums(Z, (len(Z),), Gaussian(1.0))[0, 0])  # the parent's pool now exists
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_sweep_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0
+    assert queue.get(timeout=5) == here  # the same lanes, the same sum
+
+
 def test_run_lanes_returns_lane_results_in_order_propagates_errors_and_nests():
     costs = [3.0, 1.0, 2.0, 2.0, 1.0, 1.0, 4.0, 1.0, 1.0, 2.0, 1.0]
     fixed = workers.lanes(costs, workers.LANES)

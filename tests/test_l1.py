@@ -50,7 +50,11 @@ def test_spec_checks_and_the_three_laplace_kernels():
 @pytest.mark.usefixtures("small_tiles")
 @pytest.mark.parametrize("d", [1, 4, 9])
 @pytest.mark.parametrize("mode", ["xy", "sym", "sym-exclude"])
-def test_kernel_matmul_matches_scipy_cityblock(d, mode):
+def test_kernel_matmul_matches_scipy_cityblock(d, mode, budget, kernel_matmul_parts):
+    """Elementwise within the error model (tests/conftest.py; before: rtol 1e-12, ~300x the errors): K V
+    within budget(float64, terms, 1) x the rms size of its parts (kernel_matmul_parts; V has both signs);
+    K.T 1 is a sum of positive terms, conditioning 1: budget(float64, terms) x |K.T 1| (the rms size there
+    is exceeded 1.2x). Measured here: K V at most 0.30 of its bound (3.4e-15 relative), K.T 1 0.5 (6.4e-16)."""
     X, Y = data(17, 23, d)
     V = torch.randn(23 if mode == "xy" else 17, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     B = Y if mode == "xy" else X
@@ -58,11 +62,15 @@ def test_kernel_matmul_matches_scipy_cityblock(d, mode):
     if mode.endswith("exclude"):
         np.fill_diagonal(K, 0.0)
     got = blocked.kernel_matmul(X, Y if mode == "xy" else None, V, L1, mode.endswith("exclude"))
-    np.testing.assert_allclose(got.numpy(), K @ V.numpy(), rtol=1e-12)
+    G = torch.ones(got.shape, dtype=torch.float64)
+    (size, terms), _, _, (_, gv_terms) = kernel_matmul_parts(X, Y if mode == "xy" else None, V, G, L1,
+                                                            mode.endswith("exclude"))
+    err = np.abs(got.numpy() - K @ V.numpy())
+    assert (err <= budget(torch.float64, terms) * size.numpy()).all(), err.max()
     # the gradient with respect to V is K.T @ G, with no gradient in the points needed
     Vg = V.clone().requires_grad_()
     blocked.kernel_matmul(X, Y if mode == "xy" else None, Vg, L1, mode.endswith("exclude")).sum().backward()
-    np.testing.assert_allclose(Vg.grad.numpy(), K.T @ np.ones((K.shape[0], 3)), rtol=1e-12)
+    np.testing.assert_allclose(Vg.grad.numpy(), K.T @ np.ones((K.shape[0], 3)), rtol=budget(torch.float64, gv_terms))
 
 
 @pytest.mark.usefixtures("small_tiles")

@@ -25,6 +25,7 @@ twice differentiable.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from mmdkit.kernels.backends import Backend
+from mmdkit.kernels.blocked import compute_dtype
 from mmdkit.kernels.specs import KernelSpec
 
 __all__ = ["RingBackend", "Layout"]
@@ -93,36 +95,58 @@ class RingBackend(Backend):
         return dist.get_global_rank(self.group, r % self.world) if self.group is not None else r % self.world
 
     def shards(self, Z: Tensor, layout: Layout, steps: int):
-        """Yield (k, rank s = r + k, shard of s) for k = 1..steps; the next shard is in flight meanwhile."""
-        cur = Z.detach().contiguous()
-        for k in range(1, steps + 1):
-            src = (self.rank + k) % self.world
-            buf = torch.empty(layout.rows(src), Z.shape[1], dtype=Z.dtype, device=Z.device)
-            self.bytes_sent += cur.numel() * cur.element_size()
-            ops = [dist.P2POp(dist.isend, cur, self._peer(self.rank - 1), self.group),
-                   dist.P2POp(dist.irecv, buf, self._peer(self.rank + 1), self.group)]
-            for req in dist.batch_isend_irecv(ops):
-                req.wait()
-            cur = buf
-            yield k, src, cur
+        """An iterator of (k, rank s = r + k, shard of s) for k = 1..steps, with the ring's traffic overlapped.
+
+        Step 1's exchange is posted now, so it travels while the caller computes on its own shard
+        before iterating; each received shard is forwarded (step k + 1 posted) before it is handed
+        out, so the next one travels while the caller computes on this one. Iterate it to the end.
+        """
+        if steps < 1:
+            return iter(())
+        pending = self._post(Z.detach().contiguous(), 1, layout)
+
+        def run():
+            nonlocal pending
+            for k in range(1, steps + 1):
+                requests, shard, src = pending
+                for req in requests:
+                    req.wait()
+                if k < steps:
+                    pending = self._post(shard, k + 1, layout)  # read-only while it is sent and computed on
+                yield k, src, shard
+        return run()
+
+    def _post(self, cur: Tensor, k: int, layout: Layout):
+        """Post step k's exchange (send ``cur`` to rank r - 1, receive rank r + k's shard from r + 1)."""
+        src = (self.rank + k) % self.world
+        buf = torch.empty(layout.rows(src), cur.shape[1], dtype=cur.dtype, device=cur.device)
+        self.bytes_sent += cur.numel() * cur.element_size()
+        ops = [dist.P2POp(dist.isend, cur, self._peer(self.rank - 1), self.group),
+               dist.P2POp(dist.irecv, buf, self._peer(self.rank + 1), self.group)]
+        return dist.batch_isend_irecv(ops), buf, src
 
     def _pairs(self, Z: Tensor, layout: Layout):
         """(rows of the left shard, its rank, the right shard, its rank) of the pairs this rank computes.
 
         Each unordered pair of distinct shards once: steps 1 .. P // 2; at step P / 2 of an even P both
-        ranks of the pair hold both shards, and each takes half of the lower rank's rows.
+        ranks of the pair hold both shards, and each takes half of the lower rank's rows. The first
+        exchange is posted when this is called (see :meth:`shards`): call it before the own-shard work.
         """
         half = self.world // 2
-        for k, s, S in self.shards(Z, layout, half):
-            if self.world % 2 == 0 and k == half:
-                if self.rank < half:  # the lower rank: the first half of its own rows against S
-                    h = (Z.shape[0] + 1) // 2
-                    yield Z[:h], self.rank, slice(0, h), S, s
-                else:  # the upper rank: the second half of the received (lower) shard against its own
-                    h = (S.shape[0] + 1) // 2
-                    yield S[h:], s, slice(h, S.shape[0]), Z, self.rank
-            else:
-                yield Z, self.rank, slice(0, Z.shape[0]), S, s
+        shards = self.shards(Z, layout, half)
+
+        def run():
+            for k, s, S in shards:
+                if self.world % 2 == 0 and k == half:
+                    if self.rank < half:  # the lower rank: the first half of its own rows against S
+                        h = (Z.shape[0] + 1) // 2
+                        yield Z[:h], self.rank, slice(0, h), S, s
+                    else:  # the upper rank: the second half of the received (lower) shard against its own
+                        h = (S.shape[0] + 1) // 2
+                        yield S[h:], s, slice(h, S.shape[0]), Z, self.rank
+                else:
+                    yield Z, self.rank, slice(0, Z.shape[0]), S, s
+        return run()
 
     # -- operations --------------------------------------------------------------------------------
     def block_sums(self, Z, sizes, kernel, exclude_diagonal=False):
@@ -142,7 +166,8 @@ class RingBackend(Backend):
         d, wide = Y.shape[1], torch.promote_types(Y.dtype, V.dtype)
         pack = torch.cat([Y.detach().to(wide), V.detach().to(wide)], 1)
         out = torch.zeros(X.shape[0], V.shape[1], dtype=V.dtype, device=X.device)
-        for S in [pack] + [S for _, _, S in self.shards(pack, self.layout((Y.shape[0],), Y.device), self.world - 1)]:
+        shards = self.shards(pack, self.layout((Y.shape[0],), Y.device), self.world - 1)  # in flight from now
+        for S in itertools.chain([pack], (S for _, _, S in shards)):
             if S.shape[0] and X.shape[0]:
                 out = out + self.local.kernel_matmul(X, S[:, :d].to(Y.dtype), S[:, d:].to(V.dtype), kernel)
         return out
@@ -166,10 +191,11 @@ class _RingBlockSums(torch.autograd.Function):
         r = ring.rank
         S = torch.zeros(p, p, dtype=torch.float64, device=Z.device)
         with torch.no_grad():
+            pairs = ring._pairs(Z.detach(), layout)  # the first shard travels during the own block's sweep
             if Z.shape[0]:
                 S += ring.local.block_sums(Z.detach(), tuple(int(s) for s in layout.sizes[r]), kernel,
                                            exclude_diagonal)
-            for A, a, rows, B, b in ring._pairs(Z.detach(), layout):
+            for A, a, rows, B, b in pairs:
                 C = _cross_sums(ring.local, A, layout.onehot(a, device=Z.device)[rows], B,
                                 layout.onehot(b, device=Z.device), kernel)
                 S += C + C.T
@@ -191,10 +217,11 @@ class _RingBlockSums(torch.autograd.Function):
         Zr = Z.detach().requires_grad_()
         grad = torch.zeros_like(Z)
         with torch.enable_grad():
+            shards = ring.shards(Z.detach(), layout, ring.world - 1)  # in flight during the own block
             if Z.shape[0]:
                 own = ring.local.block_sums(Zr, tuple(int(s) for s in layout.sizes[r]), kernel, ctx.exclude)
                 grad += torch.autograd.grad((G * own).sum(), Zr)[0]
-            for _, s, S in ring.shards(Z.detach(), layout, ring.world - 1):
+            for _, s, S in shards:
                 if Z.shape[0] == 0 or S.shape[0] == 0:
                     continue
                 T = ring.local.kernel_matmul(Zr, S, layout.onehot(s, S.dtype, Z.device), kernel)
@@ -214,15 +241,15 @@ class _RingPermutationSums:
     def __init__(self, ring: RingBackend, Z: Tensor, specs: list[KernelSpec], memory_budget: int, sizes):
         self.ring, self.specs = ring, [s.resolve(Z.shape[1]) for s in specs]
         self.layout = ring.layout(sizes, Z.device)
+        self.dtype = compute_dtype(Z.dtype)
+        Zd = Z.detach().to(self.dtype)
+        pairs = ring._pairs(Zd, self.layout)  # the first shard travels while the own operator is built
         self.own = ring.local.permutation_sums(Z, self.specs, memory_budget) if Z.shape[0] else None
-        self.dtype = self.own.dtype if self.own is not None else (
-            torch.float64 if Z.dtype == torch.float64 else torch.float32)
         self.method, self.tiles = (self.own.method if self.own is not None else "streamed"), 1
         index = self.layout.global_index
         self.pairs = []  # (A, rows of A in the label matrix, B, rows of B)
         segments = [index(ring.rank)]
-        Zd = Z.detach().to(self.dtype)
-        for A, a, rows, B, b in ring._pairs(Zd, self.layout):
+        for A, a, rows, B, b in pairs:
             own_a, own_b = a == ring.rank, b == ring.rank
             slots = []
             for own, rank, sl in ((own_a, a, rows), (own_b, b, slice(None))):

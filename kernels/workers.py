@@ -3,8 +3,8 @@
 Why: torch's intra-op parallelism opens one OpenMP parallel region per op, and
 a tile loop issues thousands of small ops. When another process holds one of
 the cores, each region's barrier spin-waits for the thread that lost its core,
-and a sweep ran 20-30x slower than on one thread (bench/RESULTS.md,
-"Shared cores"). Here each worker is a thread with one intra-op thread (its
+and a sweep ran 20-30x slower than on one thread (issue 27's host; 4-13x on
+this one, bench/RESULTS.md, "Shared cores"). Here each worker is a thread with one intra-op thread (its
 BLAS calls and elementwise passes run inline, no parallel region, no barrier),
 whole tiles are the unit of work, and the calling thread sleeps on the
 workers' futures: a worker that loses its core delays only its own tiles.
@@ -22,6 +22,10 @@ workers' futures: a worker that loses its core delays only its own tiles.
 * :func:`sweep` decorates each engine operation: the calling thread's own ops
   run on one intra-op thread while it lasts, and nested operations reuse its
   worker count.
+
+The pool starts at the first multi-lane sweep and is rebuilt when the worker count changes; a forked
+child forgets its parent's (whose threads it does not have). Each lane in flight holds its own
+accumulators, so a sweep's peak memory is a few outputs rather than one.
 """
 from __future__ import annotations
 

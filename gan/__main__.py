@@ -15,8 +15,10 @@ import argparse
 import ast
 import dataclasses
 import json
+import os
 import shlex
 import sys
+from pathlib import Path
 
 from mmdkit.gan.constraints import InstanceNoise
 from mmdkit.gan.data import DATASETS
@@ -183,6 +185,20 @@ def _tune(args, parser, command: str) -> int:
     return 0
 
 
+
+def _shown(arg: str) -> str:
+    """``arg`` as the recorded command shows it: an absolute path inside the repository (the nearest folder
+    above the working directory with a pyproject.toml) relative to it, so no committed table names a
+    machine's folders; anything else as given."""
+    here = Path.cwd().resolve()
+    root = next((d for d in (here, *here.parents) if (d / "pyproject.toml").is_file()), None)
+    if root is None or not os.path.isabs(arg):
+        return arg
+    try:
+        return str(Path(arg).resolve().relative_to(root))
+    except ValueError:
+        return arg
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -198,7 +214,8 @@ def main(argv=None) -> int:
     if args.command == "train-dp":
         from mmdkit.gan.data_parallel import main as train_dp
         return train_dp(args)
-    command = "python -m mmdkit.gan " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m mmdkit.gan " + " ".join(shlex.quote(_shown(a)) for a in (argv if argv is not None
+                                                                                 else sys.argv[1:]))
     if args.command == "tune":
         return _tune(args, parser, command)
     from mmdkit.gan.bench import run_bench

@@ -388,3 +388,15 @@ def test_write_section_replaces_its_own_markers_and_refuses_unpaired_ones(tmp_pa
         with pytest.raises(ValueError, match="do not pair up"):
             bench.write_section(md, f"{b}\nfive\n{e}\n", b, e)
         assert md.read_text() == broken  # nothing written
+
+
+def test_recorded_commands_show_repository_paths_relative(tmp_path, monkeypatch):
+    """The command written into GAN_RESULTS.md names no machine's folders: absolute paths inside the
+    repository (found from the working directory's pyproject.toml) are shown relative to it."""
+    from mmdkit.gan.__main__ import _shown
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert _shown(str(tmp_path / "bench" / "gan_tuning")) == "bench/gan_tuning"
+    assert _shown("/elsewhere/scratch") == "/elsewhere/scratch"  # outside the repository: as given
+    assert _shown("--jobs") == "--jobs" and _shown("runs/x") == "runs/x"

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mmdkit._validation import as_pair, as_tensor, check_bandwidth, check_finite
+from mmdkit._validation import as_pair, check_bandwidth
 from mmdkit.bandwidth import on_unit_scale
 from mmdkit.estimators import _mmd2
 from mmdkit.kernels import Gaussian, get_backend
-from mmdkit.kid import exact_unbiased
+from mmdkit.kid import exact_unbiased, store_batches
 
 __all__ = ["cmmd", "CMMD", "CMMDResult"]
 
@@ -196,20 +196,8 @@ class CMMD:
 
     def update(self, reference=None, evaluated=None) -> None:
         """Store a copy of a batch of reference and/or evaluated embeddings."""
-        if reference is None and evaluated is None:
-            raise ValueError("give `reference`, `evaluated` or both")
-        new = {}
-        for name, x, stored in (("reference", reference, self.reference), ("evaluated", evaluated, self.evaluated)):
-            if x is None:
-                continue
-            T, _ = as_tensor(x, name)
-            d = next((S.shape[1] for S in self.reference + self.evaluated), T.shape[1])
-            if T.shape[1] != d:
-                raise ValueError(f"`{name}` has {T.shape[1]} columns but the stored embeddings have {d}")
-            new[name] = (T.detach().clone(), stored)  # the caller may reuse its buffer
-        check_finite(**{name: T for name, (T, _) in new.items()})
-        for T, stored in new.values():
-            stored.append(T)
+        store_batches((("reference", reference, self.reference), ("evaluated", evaluated, self.evaluated)),
+                      "embeddings")
 
     def compute(self) -> CMMDResult:
         """:func:`cmmd` of all stored embeddings."""

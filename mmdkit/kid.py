@@ -452,6 +452,26 @@ def _subset_values(X: _Source, Y: _Source, pairs, spec: Polynomial, engine: Back
     return torch.stack(values).to(torch.float64).cpu().numpy()
 
 
+
+def store_batches(batches, noun: str) -> None:
+    """Append a validated copy of each given batch to its list: ``batches`` holds (name, batch or None, list)
+    for the two samples of an accumulating metric (KID, CMMD); one d for all, finite values, at least one."""
+    if all(x is None for _, x, _ in batches):
+        raise ValueError(f"give `{batches[0][0]}`, `{batches[1][0]}` or both")
+    stored_all = [S for _, _, stored in batches for S in stored]
+    new = {}
+    for name, x, stored in batches:
+        if x is None:
+            continue
+        T, _ = as_tensor(x, name)
+        d = next((S.shape[1] for S in stored_all), T.shape[1])
+        if T.shape[1] != d:
+            raise ValueError(f"`{name}` has {T.shape[1]} columns but the stored {noun} have {d}")
+        new[name] = (T.detach().clone(), stored)  # the caller may reuse its buffer
+    check_finite(**{name: T for name, (T, _) in new.items()})
+    for T, stored in new.values():
+        stored.append(T)
+
 class KID:
     """KID accumulated over batches, in torchmetrics' style (without depending on it).
 
@@ -506,20 +526,7 @@ class KID:
 
     def update(self, real=None, fake=None) -> None:
         """Store a copy of a batch of real and/or fake features (tensors or arrays, shape (b, d))."""
-        if real is None and fake is None:
-            raise ValueError("give `real`, `fake` or both")
-        new = {}
-        for name, x, stored in (("real", real, self.real_features), ("fake", fake, self.fake_features)):
-            if x is None:
-                continue
-            T, _ = as_tensor(x, name)
-            d = next((S.shape[1] for S in self.real_features + self.fake_features), T.shape[1])
-            if T.shape[1] != d:
-                raise ValueError(f"`{name}` has {T.shape[1]} columns but the stored features have {d}")
-            new[name] = (T.detach().clone(), stored)  # the caller may reuse its buffer
-        check_finite(**{name: T for name, (T, _) in new.items()})
-        for T, stored in new.values():
-            stored.append(T)
+        store_batches((("real", real, self.real_features), ("fake", fake, self.fake_features)), "features")
 
     def compute(self) -> KIDResult:
         """:func:`kid` of all stored features."""

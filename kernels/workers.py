@@ -34,6 +34,7 @@ import heapq
 import math
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,6 +50,9 @@ _ENV_SET = any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # A sweep's tiles are split into this many lanes (more for more workers: :func:`lane_count`), each with
 # its own accumulators, added in lane order: the same lanes, so the same result, on 1 to LANES workers.
 LANES = 8
+
+LIMIT_TTL = 1.0  # seconds a read of the CPU limit is reused
+_limit: tuple[float, int] | None = None  # (when, cpu_limit())
 
 _local = threading.local()  # .worker: True on the pool's threads; .threads: the count of the running sweep
 _lock = threading.Lock()
@@ -109,7 +113,17 @@ def engine_threads() -> int:
     threads = torch.get_num_threads()
     if threads != _TORCH_DEFAULT or _ENV_SET:
         return threads
-    return min(threads, cpu_limit())
+    return min(threads, _recent_cpu_limit())
+
+
+def _recent_cpu_limit() -> int:
+    """:func:`cpu_limit`, read again at most every LIMIT_TTL seconds (its file reads cost ~60 us, ~5% of a
+    small statistic; affinity and quotas change rarely)."""
+    global _limit
+    now = time.monotonic()
+    if _limit is None or now - _limit[0] >= LIMIT_TTL:
+        _limit = (now, cpu_limit())
+    return _limit[1]
 
 
 def lanes(costs: list[float], count: int) -> list[list[int]]:

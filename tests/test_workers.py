@@ -74,6 +74,8 @@ def test_cgroup_quota_takes_the_smallest_along_the_path_and_reads_v1(tmp_path):
 def test_quota_below_the_cores_cuts_the_workers_and_set_num_threads_wins(monkeypatch, threads):
     monkeypatch.setattr(workers, "_TORCH_DEFAULT", 2)
     monkeypatch.setattr(workers, "_ENV_SET", False)
+    monkeypatch.setattr(workers, "LIMIT_TTL", 0.0)  # read the (patched) limit on every call
+    monkeypatch.setattr(workers, "_limit", None)  # and leave no patched reading cached after the test
     monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: {0, 1})
     threads(2)
     monkeypatch.setattr(workers, "cgroup_quota", lambda: 1.5)  # rounded down: 1 worker
